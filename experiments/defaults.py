@@ -1,0 +1,103 @@
+"""Every configuration key hgjax reads, with the Stacked Hourglass paper's MPII values.
+
+Experiment files import `get_config` from here and change a few fields; library code reads
+`config.x.y` and never supplies a default of its own.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  # Directory written by `python -m hgjax.convert` (official weights); '' = none.
+  c.init_checkpoint = ''
+
+  c.dataset = d = ml_collections.ConfigDict()
+  d.name = 'mpii'                # mpii | coco | synthetic | synthetic_scenes
+  d.data_dir = 'data'            # tfds data_dir holding hgjax_mpii / hgjax_coco
+  d.train_split = 'train'
+  d.eval_split = 'validation'
+  d.num_joints = 16
+  d.image_size = 256             # network input, square, pixels
+  d.heatmap_stride = 4           # input pixels per heatmap pixel
+  d.max_people = 1               # people per example after explicit truncation
+  d.synthetic_num_train = 1_000_000   # index space of the procedural train split
+  d.synthetic_num_eval = 500
+  d.on_bad_example = 'error'     # error | skip
+
+  c.augment = a = ml_collections.ConfigDict()
+  a.scale_min = 0.75             # multiplies the person box
+  a.scale_max = 1.25
+  a.rotation = 30.0              # degrees, uniform in [-rotation, rotation]
+  a.rotation_prob = 0.6
+  a.translate = 0.0              # pixels of the input image, uniform
+  a.flip = True
+  a.color_jitter = 0.2           # per-channel multiplicative, uniform in [1-x, 1+x]
+
+  c.targets = t = ml_collections.ConfigDict()
+  t.sigma = 1.0                  # Gaussian std in heatmap pixels
+  t.convention = 'continuous'    # u = (x + 0.5) / stride - 0.5; the only one implemented
+
+  c.model = m = ml_collections.ConfigDict()
+  m.kind = 'shg'                 # shg | ae
+  m.num_stacks = 8
+  m.features = 256
+  m.depth = 4
+  m.dtype = 'float32'            # compute dtype: float32 | bfloat16 (params stay float32)
+  m.increase = 128               # AE only: width added per hourglass level
+  m.inner_increase = 128         # AE only: increase of the inner levels (official code: 128)
+  m.batch_norm = True            # AE only (the SHG always has BatchNorm)
+  m.tag_dim = 1                  # AE only
+
+  c.loss = lo = ml_collections.ConfigDict()
+  lo.foreground_weight = 1.0     # weight of target pixels > 0; 1 = plain MSE (tutorial: 82)
+  lo.intermediate_supervision = True
+  lo.push_weight = 1e-3          # AE
+  lo.pull_weight = 1e-3          # AE
+  lo.push_form = 'exp'           # AE: exp | margin
+  lo.push_margin = 1.0           # AE, margin form only
+
+  c.optimizer = o = ml_collections.ConfigDict()
+  o.name = 'rmsprop'             # rmsprop | adam | adamw | sgd
+  o.learning_rate = 2.5e-4
+  o.rmsprop_decay = 0.99         # Torch7 / PyTorch RMSprop alpha
+  o.eps = 1e-8
+  o.momentum = 0.0
+  o.b1 = 0.9
+  o.b2 = 0.999
+  o.weight_decay = 0.0
+  o.schedule = 'step'            # constant | step | cosine
+  o.warmup_steps = 0
+  o.decay_steps = (150_000, 200_000)   # step schedule boundaries
+  o.decay_factor = 0.1
+  o.grad_clip_norm = 0.0         # 0 = no clipping
+
+  c.train = tr = ml_collections.ConfigDict()
+  tr.batch_size = 6              # global batch (paper: 6)
+  tr.num_steps = 240_000
+  tr.log_every = 100
+  tr.checkpoint_every = 2_000
+  tr.keep_checkpoints = 3
+  tr.eval_every = 10_000
+  tr.on_nonfinite = 'error'      # error | skip (skip the update and count it)
+  tr.num_workers = 4             # host threads of the input pipeline
+  tr.prefetch = 2                # batches
+  tr.num_tb_images = 4
+
+  c.eval = e = ml_collections.ConfigDict()
+  e.batch_size = 16
+  e.flip_test = True
+  e.refine = 'quarter'           # none | quarter
+  e.checkpoint = ''              # '' = latest in workdir
+  e.num_examples = -1            # -1 = whole split
+  e.write_predictions = True
+
+  c.grouping = g = ml_collections.ConfigDict()   # AE bottom-up decoding
+  g.detection_threshold = 0.1
+  g.tag_threshold = 1.0
+  g.top_k = 30
+  g.max_people = 20
+  g.scales = (1.0,)
+  g.refine = True
+  return c

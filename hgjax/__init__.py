@@ -1,0 +1,1 @@
+"""hgjax: Stacked Hourglass and Associative Embedding pose estimation in JAX/Flax."""

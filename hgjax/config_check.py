@@ -1,0 +1,73 @@
+"""Config validation before any work: every problem in one message, with the valid choices.
+
+Unknown keys and wrong types are already refused by ml_collections (locked ConfigDict, typed
+fields); this checks values.
+"""
+
+import jax
+
+CHOICES = {
+    'dataset.name': ('mpii', 'coco', 'synthetic', 'synthetic_scenes'),
+    'dataset.on_bad_example': ('error', 'skip'),
+    'targets.convention': ('continuous',),
+    'model.kind': ('shg', 'ae'),
+    'model.dtype': ('float32', 'bfloat16'),
+    'loss.push_form': ('exp', 'margin'),
+    'optimizer.name': ('rmsprop', 'adam', 'adamw', 'sgd'),
+    'optimizer.schedule': ('constant', 'step', 'cosine'),
+    'train.on_nonfinite': ('error', 'skip'),
+    'eval.refine': ('none', 'quarter'),
+}
+POSITIVE = ('dataset.image_size', 'dataset.heatmap_stride', 'dataset.max_people',
+            'dataset.num_joints', 'targets.sigma', 'model.num_stacks', 'model.features',
+            'model.depth', 'optimizer.learning_rate', 'train.batch_size', 'train.num_steps',
+            'train.log_every', 'train.checkpoint_every', 'train.keep_checkpoints',
+            'train.eval_every', 'eval.batch_size', 'model.tag_dim')
+
+
+def _get(config, dotted):
+  for part in dotted.split('.'):
+    config = config[part]
+  return config
+
+
+def problems(config, device_count: int) -> list:
+  """Every invalid value of `config`, as messages naming the key, value and what is valid."""
+  out = []
+  for key, valid in CHOICES.items():
+    value = _get(config, key)
+    if value not in valid:
+      out.append(f'config.{key}={value!r} is not one of {", ".join(map(repr, valid))}')
+  for key in POSITIVE:
+    value = _get(config, key)
+    if not value > 0:
+      out.append(f'config.{key}={value!r} must be > 0')
+  if config.train.batch_size % device_count:
+    out.append(f'config.train.batch_size={config.train.batch_size} is not divisible by the '
+               f'{device_count} devices')
+  d = config.dataset
+  if d.image_size % (d.heatmap_stride * 2 ** config.model.depth):
+    out.append(f'config.dataset.image_size={d.image_size} must be divisible by '
+               f'heatmap_stride * 2**model.depth = {d.heatmap_stride * 2 ** config.model.depth}')
+  if d.heatmap_stride != 4:
+    out.append(f'config.dataset.heatmap_stride={d.heatmap_stride}: both networks have stride 4')
+  a = config.augment
+  if not 0 < a.scale_min <= a.scale_max:
+    out.append(f'config.augment.scale_min={a.scale_min}, scale_max={a.scale_max}: need '
+               '0 < scale_min <= scale_max')
+  if config.loss.foreground_weight <= 0:
+    out.append(f'config.loss.foreground_weight={config.loss.foreground_weight} must be > 0')
+  if config.model.kind == 'shg' and d.name in ('coco', 'synthetic_scenes'):
+    out.append(f"config.model.kind='shg' with config.dataset.name={d.name!r}: multi-person "
+               "data needs model.kind='ae'")
+  if config.model.kind == 'ae' and d.name in ('mpii', 'synthetic'):
+    out.append(f"config.model.kind='ae' with config.dataset.name={d.name!r}: single-person "
+               "data needs model.kind='shg'")
+  return out
+
+
+def validate(config, device_count: int | None = None) -> None:
+  """Raises ValueError listing every problem of `config`."""
+  found = problems(config, jax.device_count() if device_count is None else device_count)
+  if found:
+    raise ValueError('invalid config:\n  ' + '\n  '.join(found))

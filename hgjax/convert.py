@@ -1,0 +1,417 @@
+"""Load the authors' PyTorch checkpoints into hgjax models, numerically exactly.
+
+Supported: princeton-vl/pytorch_stacked_hourglass `PoseNet` (kind 'shg', built as
+`hgjax.hourglass.StackedHourglass`) and princeton-vl/pose-ae-train `PoseNet` (kind 'ae', built as
+`hgjax.ae_net.AssociativeEmbeddingNet`). The architecture (stacks, width, outputs, hourglass
+depth, increase, BatchNorm) is inferred from the tensor names and shapes only.
+
+Layouts: PyTorch conv weights are OIHW; k x k convs (k > 1) become flax HWIO kernels and 1x1
+convs become `nn.Dense` kernels [C_in, C_out]. BatchNorm weight/bias/running_mean/running_var
+become scale/bias (params) and mean/var (batch_stats). `num_batches_tracked` and the unused
+`skip_layer` convs of the official residuals (built even when input and output widths are
+equal) are ignored.
+
+Input normalisation: both official code bases feed the network RGB images as float32 in
+[0, 1] (uint8 / 255, no mean/std subtraction), NHWC. A converted model expects exactly that.
+
+CLI:
+  python -m hgjax.convert CHECKPOINT --out DIR
+CHECKPOINT is an `.npz` of the state dict (keys optionally prefixed `state_dict/`) or a PyTorch
+`.pt/.pth/.tar` (needs the optional `torch` extra). Writes the orbax checkpoint
+`DIR/variables` ({'params', 'batch_stats'}) and `DIR/model_config.json` (the config values of
+the inferred architecture), and prints the matching `--config.model.*` overrides.
+"""
+
+import argparse
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from hgjax.ae_net import OFFICIAL_INNER_INCREASE
+from hgjax.ae_net import AssociativeEmbeddingNet
+from hgjax.hourglass import StackedHourglass
+
+# Top-level hgjax module name -> official module prefix, per network kind.
+_SHG_TOP = [
+    (r'stem_conv', 'pre.0.conv'),
+    (r'stem_bn', 'pre.0.bn'),
+    (r'stem_res1', 'pre.1'),
+    (r'stem_res2', 'pre.3'),
+    (r'stem_res3', 'pre.4'),
+    (r'hourglass_(\d+)', r'hgs.\1.0'),
+    (r'feature_res_(\d+)', r'features.\1.0'),
+    (r'feature_conv_(\d+)', r'features.\1.1.conv'),
+    (r'feature_bn_(\d+)', r'features.\1.1.bn'),
+    (r'head_(\d+)', r'outs.\1.conv'),
+    (r'merge_pred_(\d+)', r'merge_preds.\1.conv.conv'),
+    (r'merge_feature_(\d+)', r'merge_features.\1.conv.conv'),
+]
+_AE_TOP = [
+    (r'stem_conv1', 'pre.0'),
+    (r'stem_conv2', 'pre.1'),
+    (r'stem_conv3', 'pre.3'),
+    (r'stem_conv4', 'pre.4'),
+    (r'hourglass_(\d+)', r'features.\1.0'),
+    (r'feature_conv1_(\d+)', r'features.\1.1'),
+    (r'feature_conv2_(\d+)', r'features.\1.2'),
+    (r'head_(\d+)', r'outs.\1.conv'),
+    (r'merge_pred_(\d+)', r'merge_preds.\1.conv.conv'),
+    (r'merge_feature_(\d+)', r'merge_features.\1.conv.conv'),
+]
+# (collection, hgjax leaf name) -> official tensor name suffix.
+_LEAVES = {
+    ('params', 'kernel'): 'weight',
+    ('params', 'bias'): 'bias',
+    ('params', 'scale'): 'weight',
+    ('batch_stats', 'mean'): 'running_mean',
+    ('batch_stats', 'var'): 'running_var',
+}
+_WRAPPER_PREFIXES = ('module.', 'model.')
+_MAX_LISTED = 30
+
+CONFIG_KEYS = ('kind', 'num_stacks', 'features', 'num_outputs', 'depth', 'increase',
+               'inner_increase', 'batch_norm')
+
+
+# ----------------------------------------------------------------------------- names, layouts
+
+
+def _official_name(kind: str, flat_key: tuple[str, ...]) -> str:
+  """hgjax flat variable key (collection, module..., leaf) -> official PyTorch tensor name."""
+  collection, modules, leaf = flat_key[0], list(flat_key[1:-1]), flat_key[-1]
+  for pattern, replacement in (_SHG_TOP if kind == 'shg' else _AE_TOP):
+    if re.fullmatch(pattern, modules[0]):
+      modules[0] = re.sub(pattern, replacement, modules[0])
+      break
+  else:
+    raise ValueError(f'no official name for hgjax module {modules[0]!r} ({kind})')
+  if kind == 'shg' and len(modules) > 1:
+    # Inside an official Residual the convs are `Conv` wrappers (`.conv`) and the skip conv is
+    # `skip_layer`.
+    if modules[-1] in ('conv1', 'conv2', 'conv3'):
+      modules[-1] += '.conv'
+    elif modules[-1] == 'skip':
+      modules[-1] = 'skip_layer.conv'
+  return '.'.join(modules + [_LEAVES[(collection, leaf)]])
+
+
+def _to_torch_layout(x: np.ndarray) -> np.ndarray:
+  """hgjax array -> PyTorch layout: HWIO -> OIHW, Dense [I, O] -> [O, I, 1, 1], else as is."""
+  if x.ndim == 4:
+    return np.transpose(x, (3, 2, 0, 1))
+  if x.ndim == 2:
+    return np.transpose(x)[:, :, None, None]
+  return x
+
+
+def _from_torch_layout(w: np.ndarray, flax_ndim: int) -> np.ndarray:
+  """Inverse of `_to_torch_layout` for an hgjax array of `flax_ndim` dimensions."""
+  if flax_ndim == 4:
+    return np.transpose(w, (2, 3, 1, 0))
+  if flax_ndim == 2:
+    return np.transpose(w[:, :, 0, 0])
+  return w
+
+
+def _torch_shape(flax_shape: tuple[int, ...]) -> tuple[int, ...]:
+  return _to_torch_layout(np.empty(flax_shape, np.bool_)).shape
+
+
+# ----------------------------------------------------------------------------- architecture
+
+
+def _strip_wrappers(state_dict: Mapping) -> dict[str, np.ndarray]:
+  """Drops DataParallel / trainer prefixes (`module.`, `model.module.`) and casts floating
+  tensors to float32 numpy arrays (float16 checkpoints are common)."""
+  out = {}
+  for name, value in state_dict.items():
+    short = name
+    while short.startswith(_WRAPPER_PREFIXES):
+      short = short.split('.', 1)[1]
+    if short in out:
+      raise ValueError(f'tensor names collide after removing wrapper prefixes: {name!r}')
+    value = np.asarray(value)
+    out[short] = value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
+  return out
+
+
+def _shape_of(sd: Mapping, name: str, what: str) -> tuple[int, ...]:
+  if name not in sd:
+    raise ValueError(f'missing tensor {name!r} (needed to infer the {what})')
+  return tuple(np.shape(sd[name]))
+
+
+def _depth(sd: Mapping, hourglass_prefix: str) -> int:
+  """Hourglass levels = nesting levels `<prefix>(low2.)*n` that contain an `up1`."""
+  depth = 0
+  while any(k.startswith(hourglass_prefix + 'low2.' * depth + 'up1.') for k in sd):
+    depth += 1
+  if depth == 0:
+    raise ValueError(f'no hourglass tensors {hourglass_prefix}up1.* in the state dict')
+  return depth
+
+
+def infer_architecture(state_dict: Mapping) -> dict:
+  """Architecture of an official SHG or AE state dict, from tensor names and shapes only.
+
+  Returns {'kind': 'shg'|'ae', 'num_stacks', 'features', 'num_outputs', 'depth', 'increase'
+  (outermost hourglass level), 'inner_increase' (the inner levels), 'batch_norm'}.
+  """
+  sd = {k: v for k, v in _strip_wrappers_names(state_dict).items()}
+  stacks = {int(m.group(1)) for k in sd if (m := re.match(r'outs\.(\d+)\.', k))}
+  if not stacks:
+    raise ValueError('not an official Stacked Hourglass / Associative Embedding state dict: '
+                     'no `outs.<i>.conv.weight` tensors')
+  num_outputs = _shape_of(sd, 'outs.0.conv.weight', 'number of outputs')[0]
+  if any(k.startswith('hgs.') for k in sd):
+    kind, hg = 'shg', 'hgs.0.0.'
+    features = _shape_of(sd, 'pre.4.conv3.conv.weight', 'width')[0]
+    depth = _depth(sd, hg)
+    low1 = 'conv3.conv.weight'
+    batch_norm = True
+  else:
+    kind, hg = 'ae', 'features.0.0.'
+    features = _shape_of(sd, 'pre.4.conv.weight', 'width')[0]
+    depth = _depth(sd, hg)
+    low1 = 'conv.weight'
+    batch_norm = 'pre.0.bn.weight' in sd
+  increase = _shape_of(sd, f'{hg}low1.{low1}', 'increase')[0] - features
+  if depth > 1:
+    inner = _shape_of(sd, f'{hg}low2.low1.{low1}', 'inner increase')[0]
+    inner_increase = inner - features - increase
+  else:
+    # Not observable with a single level; the official default of each code base.
+    inner_increase = OFFICIAL_INNER_INCREASE if kind == 'ae' else 0
+  return {'kind': kind, 'num_stacks': max(stacks) + 1, 'features': features,
+          'num_outputs': num_outputs, 'depth': depth, 'increase': increase,
+          'inner_increase': inner_increase, 'batch_norm': batch_norm}
+
+
+def _strip_wrappers_names(state_dict: Mapping) -> dict:
+  """Like `_strip_wrappers` but keeps the values untouched (only shapes are needed)."""
+  out = {}
+  for name, value in state_dict.items():
+    while name.startswith(_WRAPPER_PREFIXES):
+      name = name.split('.', 1)[1]
+    out[name] = value
+  return out
+
+
+def build_model(arch: Mapping, dtype=jnp.float32) -> nn.Module:
+  """The hgjax model of an `infer_architecture` dict."""
+  if arch['kind'] == 'shg':
+    if arch['increase'] or arch['inner_increase']:
+      raise ValueError(f'Stacked Hourglass with increase={arch["increase"]} / inner increase '
+                       f'{arch["inner_increase"]}: hgjax.hourglass.StackedHourglass only builds '
+                       'constant-width hourglasses (the official default increase=0)')
+    return StackedHourglass(num_stacks=arch['num_stacks'], features=arch['features'],
+                            num_outputs=arch['num_outputs'], depth=arch['depth'], dtype=dtype)
+  if arch['kind'] == 'ae':
+    return AssociativeEmbeddingNet(
+        num_stacks=arch['num_stacks'], features=arch['features'], increase=arch['increase'],
+        num_outputs=arch['num_outputs'], batch_norm=arch['batch_norm'], depth=arch['depth'],
+        dtype=dtype, inner_increase=arch['inner_increase'])
+  raise ValueError(f'unknown model kind {arch["kind"]!r}')
+
+
+def _variable_shapes(model: nn.Module, depth: int) -> dict[tuple[str, ...], tuple[int, ...]]:
+  size = 4 * 2 ** depth
+  images = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+  abstract = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), images)
+  return {k: v.shape for k, v in traverse_util.flatten_dict(abstract).items()}
+
+
+def _unused_skip_owner(name: str) -> str | None:
+  m = re.fullmatch(r'(.+)\.skip_layer\.conv\.(weight|bias)', name)
+  return m.group(1) if m else None
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+def convert_state_dict(state_dict: Mapping) -> tuple[nn.Module, dict]:
+  """Official state dict (PyTorch name -> array) -> (hgjax model, variables).
+
+  variables = {'params': ..., 'batch_stats': ...} as numpy float32 arrays (batch_stats is {}
+  for an AE model without BatchNorm). Raises one ValueError naming every missing or unexpected
+  tensor and every misshapen tensor with its expected and actual PyTorch shape.
+  """
+  sd = _strip_wrappers(state_dict)
+  arch = infer_architecture(sd)
+  model = build_model(arch)
+  shapes = _variable_shapes(model, arch['depth'])
+  expected = {_official_name(arch['kind'], key): key for key in shapes}
+  residuals = {n.rsplit('.', 3)[0] for n in expected if n.endswith('.conv1.conv.weight')}
+
+  missing, misshapen, flat = [], [], {}
+  for name, key in expected.items():
+    if name not in sd:
+      missing.append(name)
+      continue
+    want = _torch_shape(shapes[key])
+    got = tuple(sd[name].shape)
+    if got != want:
+      misshapen.append(f'{name}: expected {want}, got {got}')
+      continue
+    flat[key] = _from_torch_layout(sd[name], len(shapes[key])).astype(np.float32)
+  unexpected = [
+      n for n in sd if n not in expected and not n.endswith('.num_batches_tracked')
+      and not (arch['kind'] == 'shg' and _unused_skip_owner(n) in residuals)]
+
+  if missing or unexpected or misshapen:
+    lines = [f'state dict does not match the inferred {arch["kind"]} architecture {arch}:']
+    for title, items in (('missing', missing), ('unexpected', unexpected),
+                         ('misshapen', misshapen)):
+      if items:
+        shown = items[:_MAX_LISTED]
+        more = f' ... and {len(items) - len(shown)} more' if len(items) > len(shown) else ''
+        lines.append(f'  {title} tensors ({len(items)}): ' + ', '.join(shown) + more)
+    raise ValueError('\n'.join(lines))
+
+  variables = traverse_util.unflatten_dict(flat)
+  variables.setdefault('batch_stats', {})
+  return model, variables
+
+
+def _model_kind(variables: Mapping) -> str:
+  params = variables['params']
+  if 'stem_conv' in params:
+    return 'shg'
+  if 'stem_conv1' in params:
+    return 'ae'
+  raise ValueError('variables are neither a StackedHourglass nor an AssociativeEmbeddingNet')
+
+
+def to_official_state_dict(variables: Mapping) -> dict[str, np.ndarray]:
+  """hgjax variables -> official PyTorch state dict (name -> float32 numpy, PyTorch layouts).
+
+  Also emits what the official modules carry but hgjax does not use, so that PyTorch's
+  strict `load_state_dict` accepts it: zero `skip_layer` convs for residuals with equal widths
+  and `num_batches_tracked` = 0 for every BatchNorm.
+  """
+  kind = _model_kind(variables)
+  flat = traverse_util.flatten_dict({k: variables[k] for k in ('params', 'batch_stats')
+                                     if k in variables})
+  sd = {}
+  for key, value in flat.items():
+    sd[_official_name(kind, key)] = _to_torch_layout(np.asarray(value, np.float32))
+  for name in list(sd):
+    if name.endswith('.running_mean'):
+      sd[name[:-len('running_mean')] + 'num_batches_tracked'] = np.zeros((), np.int64)
+    if kind == 'shg' and name.endswith('.conv3.conv.weight'):
+      prefix = name[:-len('conv3.conv.weight')]
+      if prefix + 'skip_layer.conv.weight' not in sd:
+        width = sd[name].shape[0]
+        sd[prefix + 'skip_layer.conv.weight'] = np.zeros((width, width, 1, 1), np.float32)
+        sd[prefix + 'skip_layer.conv.bias'] = np.zeros((width,), np.float32)
+  return sd
+
+
+def run_official(state_dict: Mapping, images_nhwc: np.ndarray) -> np.ndarray:
+  """Every stack's output of the official network, in the official layout.
+
+  state_dict: PyTorch name -> array (float16 is cast to float32). images_nhwc: [B, H, W, 3]
+  float, as fed to the official `PoseNet.forward` (RGB / 255). Returns [B, S, C, H/4, W/4]
+  float32, computed in float32 with full-precision matmuls/convolutions.
+  """
+  model, variables = convert_state_dict(state_dict)
+  images = jnp.asarray(images_nhwc, jnp.float32)
+  with jax.default_matmul_precision('highest'):
+    out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
+  return np.asarray(out).transpose(0, 1, 4, 2, 3)
+
+
+# ----------------------------------------------------------------------------- files, CLI
+
+
+def load_state_dict_file(path: str | Path, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+  """Reads an official state dict from `.npz` or a PyTorch checkpoint (`.pt/.pth/.tar`).
+
+  `.npz`: keys prefixed `state_dict/` if any key is (other arrays are ignored), else all keys.
+  PyTorch: needs torch; unwraps `{'state_dict': ...}` checkpoints. Wrapper prefixes such as
+  `module.` are removed later by `convert_state_dict`. Returns name -> numpy array.
+  """
+  path = Path(path)
+  if path.suffix == '.npz':
+    with np.load(path) as z:
+      prefixed = [k for k in z.files if k.startswith('state_dict/')]
+      if prefixed:
+        return {k[len('state_dict/'):]: z[k] for k in prefixed}
+      return {k: z[k] for k in z.files}
+  try:
+    import torch  # noqa: PLC0415  (optional dependency, only for PyTorch checkpoints)
+  except ImportError:
+    raise SystemExit(f'{path}: reading PyTorch checkpoints needs PyTorch, which is not '
+                     'installed: pip install torch==2.13.0 (the optional extra `torch`), or '
+                     'save the state dict as an .npz of numpy arrays') from None
+  obj = torch.load(path, map_location='cpu', weights_only=not allow_pickle)
+  return state_dict_from_checkpoint(obj)
+
+
+def state_dict_from_checkpoint(obj) -> dict[str, np.ndarray]:
+  """Unwraps `{'state_dict': sd, ...}` (possibly nested) and converts tensors to numpy."""
+  while isinstance(obj, Mapping) and isinstance(obj.get('state_dict'), Mapping):
+    obj = obj['state_dict']
+  if not isinstance(obj, Mapping):
+    raise ValueError(f'checkpoint holds a {type(obj).__name__}, not a state dict')
+  out = {}
+  for name, value in obj.items():
+    if hasattr(value, 'detach'):  # a torch.Tensor
+      value = value.detach().cpu()
+      if value.is_floating_point():
+        value = value.float()  # numpy has no bfloat16
+      value = value.numpy()
+    out[name] = np.asarray(value)
+  return out
+
+
+def model_config(arch: Mapping) -> dict:
+  """Config values (`model.<key>`) that build the model of an `infer_architecture` dict."""
+  return {f'model.{k}': arch[k] for k in CONFIG_KEYS}
+
+
+def save_converted(out_dir: str | Path, variables: Mapping, arch: Mapping) -> None:
+  """Writes `out_dir/variables` (orbax) and `out_dir/model_config.json`."""
+  import orbax.checkpoint as ocp  # noqa: PLC0415  (slow import, only needed here)
+
+  out_dir = Path(out_dir).resolve()
+  out_dir.mkdir(parents=True, exist_ok=True)
+  state = {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(out_dir / 'variables', state, force=True)
+  config = model_config(arch)
+  (out_dir / 'model_config.json').write_text(json.dumps(config, indent=1) + '\n')
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(
+      prog='python -m hgjax.convert',
+      description='Convert an official PyTorch Stacked Hourglass / Associative Embedding '
+      'checkpoint into an hgjax orbax checkpoint.')
+  parser.add_argument('checkpoint', help='.npz state dict or PyTorch .pt/.pth/.tar')
+  parser.add_argument('--out', required=True, help='output directory')
+  parser.add_argument('--allow-pickle', action='store_true',
+                      help='let torch.load unpickle arbitrary objects (trusted files only)')
+  args = parser.parse_args(argv)
+
+  state_dict = load_state_dict_file(args.checkpoint, allow_pickle=args.allow_pickle)
+  _, variables = convert_state_dict(state_dict)
+  arch = infer_architecture(state_dict)
+  save_converted(args.out, variables, arch)
+  out = Path(args.out).resolve()
+  n_params = sum(np.size(x) for x in jax.tree.leaves(variables['params']))
+  print(f'converted {arch["kind"]} model ({n_params} parameters) to {out / "variables"}')
+  print('inputs: RGB float32 in [0, 1] (uint8 / 255), NHWC, as the official code feeds them')
+  overrides = ' '.join(f'--config.{k}={v}' for k, v in model_config(arch).items())
+  print(f'config: {overrides} --config.init_checkpoint={out}')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,123 @@
+"""Heatmap decoding on the device (jnp, jit-friendly): peaks, sub-pixel refinement, flip test.
+
+Convention 'continuous' (the one `hgjax.targets` renders with): input pixel x (pixel centres at
+integers) sits at u = (x + 0.5) / stride - 0.5 on the heatmap grid. Under it a horizontal image
+flip x -> W - 1 - x is exactly the grid flip u -> w - 1 - u (w = W / stride), so flipped heatmaps
+are reversed along the width axis with no one-pixel shift.
+
+Grid coordinates are (u, v) = (column, row) in grid pixels, float32.
+"""
+
+import jax.numpy as jnp
+
+REFINEMENTS = ('none', 'quarter', 'taylor')
+
+
+def _gather(flat, idx):
+  """flat [B, K, n], idx [B, K] int -> [B, K]."""
+  return jnp.take_along_axis(flat, idx[..., None], axis=-1)[..., 0]
+
+
+def heatmap_peaks(heatmaps, refine: str = 'quarter'):
+  """Location and value of each channel's maximum.
+
+  Args:
+    heatmaps: [B, h, w, K].
+    refine: sub-pixel refinement of the integer argmax.
+      'none': the argmax pixel.
+      'quarter': shift 0.25 px per axis toward the larger of the two neighbours (Newell et al.'s
+        hourglass code); no shift on an axis where the peak touches the border or the
+        neighbours are equal.
+      'taylor': one Newton step on the log heatmap with central differences over the 3x3
+        neighbourhood (second-order Taylor expansion, as in DARK, Zhang et al. CVPR'20), exact
+        for an untruncated Gaussian of any width; offsets clipped to +-0.5 px. Falls back to
+        'quarter' where it is undefined: peak on the border, a non-positive value in the 3x3
+        neighbourhood, or a log-Hessian that is not negative definite.
+  Returns:
+    coords [B, K, 2] float32 (u, v) in grid pixels, scores [B, K] (the maximum value).
+  """
+  if refine not in REFINEMENTS:
+    raise ValueError(f'refine must be one of {REFINEMENTS}, got {refine!r}')
+  b, h, w, k = heatmaps.shape
+  flat = jnp.moveaxis(heatmaps, -1, 1).reshape(b, k, h * w).astype(jnp.float32)
+  idx = jnp.argmax(flat, axis=-1)                                   # [B, K]
+  scores = _gather(flat, idx)
+  col, row = idx % w, idx // w
+  coords = jnp.stack([col, row], axis=-1).astype(jnp.float32)
+  if refine == 'none':
+    return coords, scores
+
+  inner_x = (col > 0) & (col < w - 1)
+  inner_y = (row > 0) & (row < h - 1)
+
+  def at(dr, dc):
+    # Neighbour values; indices clipped so border peaks read valid (unused) memory.
+    r = jnp.clip(row + dr, 0, h - 1)
+    c = jnp.clip(col + dc, 0, w - 1)
+    return _gather(flat, r * w + c)
+
+  left, right, up, down = at(0, -1), at(0, 1), at(-1, 0), at(1, 0)
+  # `where` instead of sign(): equal or NaN neighbours give no shift.
+  quarter_x = jnp.where(right > left, 0.25, jnp.where(right < left, -0.25, 0.0))
+  quarter_y = jnp.where(down > up, 0.25, jnp.where(down < up, -0.25, 0.0))
+  quarter = jnp.stack([jnp.where(inner_x, quarter_x, 0.0),
+                       jnp.where(inner_y, quarter_y, 0.0)], axis=-1)
+  if refine == 'quarter':
+    return coords + quarter, scores
+
+  corners = [at(-1, -1), at(-1, 1), at(1, -1), at(1, 1)]
+  window = [scores, left, right, up, down] + corners
+  positive = jnp.all(jnp.stack([x > 0 for x in window]), axis=0)
+  logs = [jnp.log(jnp.maximum(x, 1e-30)) for x in window]
+  l0, ll, lr, lu, ld, lul, lur, ldl, ldr = logs
+  gx, gy = 0.5 * (lr - ll), 0.5 * (ld - lu)
+  hxx, hyy = lr - 2 * l0 + ll, ld - 2 * l0 + lu
+  hxy = 0.25 * (ldr - ldl - lur + lul)
+  det = hxx * hyy - hxy**2
+  definite = (hxx < 0) & (det > 0)
+  safe_det = jnp.where(definite, det, 1.0)
+  # Newton step: offset = -H^-1 g with the 2x2 inverse written out.
+  ox = -(hyy * gx - hxy * gy) / safe_det
+  oy = -(hxx * gy - hxy * gx) / safe_det
+  taylor = jnp.clip(jnp.stack([ox, oy], axis=-1), -0.5, 0.5)
+  ok = (positive & definite & inner_x & inner_y)[..., None]
+  return coords + jnp.where(ok, taylor, quarter), scores
+
+
+def grid_to_input(coords, stride: float):
+  """Grid (u, v) [..., 2] -> input pixels (x, y): x = (u + 0.5) * stride - 0.5."""
+  return (coords + 0.5) * stride - 0.5
+
+
+def input_to_grid(coords, stride: float):
+  """Input pixels (x, y) [..., 2] -> grid (u, v): u = (x + 0.5) / stride - 0.5."""
+  return (coords + 0.5) / stride - 0.5
+
+
+def flip_merge(heatmaps, flipped_heatmaps, flip_perm):
+  """Flip-test merge: average the heatmaps with those of the horizontally flipped image.
+
+  Args:
+    heatmaps: [..., h, w, K] of the image.
+    flipped_heatmaps: [..., h, w, K] of the image flipped left-right.
+    flip_perm: [K] int, flip_perm[j] = mirror joint of j (`skeleton.flip_for(K)`).
+  Returns:
+    [..., h, w, K]: mean of `heatmaps` and the flipped-back, channel-swapped `flipped_heatmaps`.
+  """
+  back = jnp.flip(flipped_heatmaps, axis=-2)[..., jnp.asarray(flip_perm)]
+  return 0.5 * (heatmaps + back)
+
+
+def grid_to_image(coords, stride: float, inverse_affines):
+  """Grid coordinates -> original image pixels through the inverse crop transforms.
+
+  Args:
+    coords: [B, K, 2] grid (u, v).
+    stride: input pixels per grid pixel.
+    inverse_affines: [B, 2, 3] crop -> original maps (`transforms.invert_affine` of each crop).
+  Returns:
+    [B, K, 2] (x, y) in original image pixels, 0-based.
+  """
+  xy = grid_to_input(coords, stride)
+  a = jnp.asarray(inverse_affines, dtype=jnp.float32)
+  return jnp.einsum('bij,bkj->bki', a[..., :2], xy) + a[:, None, :, 2]

@@ -1,0 +1,119 @@
+"""Stacked Hourglass network (Newell, Yang and Deng, ECCV 2016) in flax.linen, NHWC.
+
+The architecture follows the paper and the official PyTorch release
+(princeton-vl/pytorch_stacked_hourglass): pre-activation bottleneck residuals, a recursive
+hourglass (max-pool down, nearest-neighbour up), a stem that reduces the resolution by 4,
+per-stack feature layers and 1x1 heads, and merge layers feeding each stack's prediction
+and features back into the next stack.
+
+1x1 convolutions are written as `nn.Dense` over the channel axis: the parameters are the
+same (kernel [C_in, C_out] + bias), but XLA:CPU runs a dense matmul several times faster than
+a 1x1 convolution. Pooling and upsampling are reshapes for the same reason.
+"""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+def max_pool_2x2(x):
+  """2x2 max-pool with stride 2. x: [B, H, W, C] with even H, W -> [B, H/2, W/2, C]."""
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def upsample_2x(x):
+  """Nearest-neighbour 2x upsampling. x: [B, H, W, C] -> [B, 2H, 2W, C]."""
+  b, h, w, c = x.shape
+  x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c))
+  return x.reshape(b, 2 * h, 2 * w, c)
+
+
+def _batch_norm(train: bool, dtype: Any, name: str):
+  # PyTorch BatchNorm2d defaults: momentum 0.1 (flax: 0.9), eps 1e-5.
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                      dtype=dtype, name=name)
+
+
+class Residual(nn.Module):
+  """Pre-activation bottleneck: BN-ReLU-1x1(C/2)-BN-ReLU-3x3(C/2)-BN-ReLU-1x1(C) + skip.
+
+  The skip is the identity, or a 1x1 conv when the input width differs from `features`.
+  x: [B, H, W, C_in] -> [B, H, W, features].
+  """
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    dense = functools.partial(nn.Dense, dtype=self.dtype)
+    mid = self.features // 2
+    skip = x if x.shape[-1] == self.features else dense(self.features, name='skip')(x)
+    y = nn.relu(_batch_norm(train, self.dtype, 'bn1')(x))
+    y = dense(mid, name='conv1')(y)
+    y = nn.relu(_batch_norm(train, self.dtype, 'bn2')(y))
+    y = nn.Conv(mid, (3, 3), padding=1, dtype=self.dtype, name='conv2')(y)
+    y = nn.relu(_batch_norm(train, self.dtype, 'bn3')(y))
+    y = dense(self.features, name='conv3')(y)
+    return y + skip
+
+
+class Hourglass(nn.Module):
+  """Recursive hourglass of `depth` levels at constant width.
+
+  x: [B, H, W, C] with H, W divisible by 2**depth -> [B, H, W, C].
+  """
+  depth: int
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    res = functools.partial(Residual, self.features, dtype=self.dtype)
+    up1 = res(name='up1')(x, train)
+    low = res(name='low1')(max_pool_2x2(x), train)
+    if self.depth > 1:
+      low = Hourglass(self.depth - 1, self.features, dtype=self.dtype, name='low2')(low, train)
+    else:
+      low = res(name='low2')(low, train)
+    low = res(name='low3')(low, train)
+    return up1 + upsample_2x(low)
+
+
+class StackedHourglass(nn.Module):
+  """The full network. images: [B, H, W, 3] float (normalised by the caller), H, W divisible
+  by 4 * 2**depth. Returns heatmaps [B, num_stacks, H/4, W/4, num_outputs] float32, one
+  prediction per stack (all are supervised).
+  """
+  num_stacks: int = 8
+  features: int = 256
+  num_outputs: int = 16
+  depth: int = 4
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, images, train: bool):
+    dt = self.dtype
+    dense = functools.partial(nn.Dense, dtype=dt)
+    x = images.astype(dt)
+    x = nn.Conv(64, (7, 7), strides=(2, 2), padding=3, dtype=dt, name='stem_conv')(x)
+    x = nn.relu(_batch_norm(train, dt, 'stem_bn')(x))
+    x = Residual(128, dtype=dt, name='stem_res1')(x, train)
+    x = max_pool_2x2(x)
+    x = Residual(128, dtype=dt, name='stem_res2')(x, train)
+    x = Residual(self.features, dtype=dt, name='stem_res3')(x, train)
+    preds = []
+    for i in range(self.num_stacks):
+      y = Hourglass(self.depth, self.features, dtype=dt, name=f'hourglass_{i}')(x, train)
+      y = Residual(self.features, dtype=dt, name=f'feature_res_{i}')(y, train)
+      y = dense(self.features, name=f'feature_conv_{i}')(y)
+      feature = nn.relu(_batch_norm(train, dt, f'feature_bn_{i}')(y))
+      # Heads in float32 so low-precision compute never reaches the loss.
+      pred = nn.Dense(self.num_outputs, dtype=jnp.float32, name=f'head_{i}')(feature)
+      preds.append(pred)
+      if i < self.num_stacks - 1:
+        x = (x + dense(self.features, name=f'merge_pred_{i}')(pred.astype(dt))
+             + dense(self.features, name=f'merge_feature_{i}')(feature))
+    return jnp.stack(preds, axis=1).astype(jnp.float32)

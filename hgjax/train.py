@@ -1,0 +1,344 @@
+"""Training: TrainState, optimiser from config, the pure jitted `train_step`, and the loop
+`train_and_evaluate(config, workdir)` (checkpoint/resume, logging, periodic evaluation).
+"""
+
+import dataclasses
+import functools
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from hgjax import checkpoints
+from hgjax import config_check
+from hgjax import evaluate
+from hgjax import losses
+from hgjax import metric_writer
+from hgjax import models
+from hgjax import targets
+from hgjax.datasets import pipeline
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+  nonfinite_count: jax.Array        # updates skipped because loss or gradients were not finite
+  first_nonfinite_step: jax.Array   # step of the first such update, -1 if none
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSettings:
+  """The static (hashable) part of a config that `train_step` needs."""
+  num_joints: int
+  heatmap_size: int
+  stride: int
+  sigma: float
+  foreground_weight: float
+  intermediate_supervision: bool
+
+  @classmethod
+  def from_config(cls, config):
+    d = config.dataset
+    return cls(num_joints=d.num_joints, heatmap_size=d.image_size // d.heatmap_stride,
+               stride=d.heatmap_stride, sigma=config.targets.sigma,
+               foreground_weight=config.loss.foreground_weight,
+               intermediate_supervision=config.loss.intermediate_supervision)
+
+
+def make_schedule(config) -> optax.Schedule:
+  o = config.optimizer
+  if o.schedule == 'constant':
+    main = optax.constant_schedule(o.learning_rate)
+  elif o.schedule == 'step':
+    bounds = {int(b) - o.warmup_steps: o.decay_factor for b in o.decay_steps}
+    main = optax.piecewise_constant_schedule(o.learning_rate, bounds)
+  elif o.schedule == 'cosine':
+    main = optax.cosine_decay_schedule(o.learning_rate,
+                                       max(1, config.train.num_steps - o.warmup_steps))
+  else:
+    raise ValueError(f'config.optimizer.schedule={o.schedule!r}')
+  if o.warmup_steps == 0:
+    return main
+  warm = optax.linear_schedule(0.0, o.learning_rate, o.warmup_steps)
+  return optax.join_schedules([warm, main], [o.warmup_steps])
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  o = config.optimizer
+  lr = make_schedule(config)
+  if o.name == 'rmsprop':
+    # eps outside the square root, as in Torch7 and PyTorch RMSprop.
+    tx = optax.rmsprop(lr, decay=o.rmsprop_decay, eps=o.eps, momentum=o.momentum or None,
+                       eps_in_sqrt=False)
+  elif o.name == 'adam':
+    tx = optax.adam(lr, b1=o.b1, b2=o.b2, eps=o.eps)
+  elif o.name == 'adamw':
+    tx = optax.adamw(lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
+  elif o.name == 'sgd':
+    tx = optax.sgd(lr, momentum=o.momentum or None)
+  else:
+    raise ValueError(f'config.optimizer.name={o.name!r}')
+  if o.grad_clip_norm > 0:
+    tx = optax.chain(optax.clip_by_global_norm(o.grad_clip_norm), tx)
+  return tx
+
+
+def normalize_images(images):
+  """uint8 [B, H, W, 3] -> float32 in [0, 1] (the official code's input scaling)."""
+  return images.astype(jnp.float32) / 255.0
+
+
+def create_state(config, model, rng) -> TrainState:
+  size = config.dataset.image_size
+  variables = model.init(rng, jnp.zeros((1, size, size, 3), jnp.float32), train=False)
+  return TrainState.create(apply_fn=model.apply, params=variables['params'],
+                           batch_stats=variables.get('batch_stats', {}),
+                           tx=make_optimizer(config),
+                           nonfinite_count=jnp.zeros((), jnp.int32),
+                           first_nonfinite_step=jnp.full((), -1, jnp.int32))
+
+
+def heatmap_loss(outputs, batch, settings: StepSettings):
+  """outputs [B, S, h, w, C] -> (total loss, per-stack losses [S])."""
+  k, h = settings.num_joints, settings.heatmap_size
+  kp = batch['keypoints']
+  target = targets.render_heatmaps(kp, (h, h), settings.stride, settings.sigma)
+  weight = targets.joint_weights(kp)
+  if 'mask' in batch:                                   # [B, h, w], 0 = ignore
+    weight = weight[:, None, None, :] * batch['mask'][..., None]
+  per_stack = losses.heatmap_mse(outputs[..., :k], target, weight,
+                                 settings.foreground_weight).mean(axis=0)
+  total = per_stack.sum() if settings.intermediate_supervision else per_stack[-1]
+  return total, per_stack
+
+
+def train_step(state: TrainState, batch: dict, *, settings: StepSettings, loss_fn=heatmap_loss,
+               schedule=None):
+  """One optimisation step. Pure; jit it with the state donated.
+
+  batch: image uint8 [B, H, W, 3]; keypoints float32 [B, P, K, 3] (x, y, v) in input pixels;
+  optionally mask float32 [B, h, w] (1 = supervise). Non-finite loss or gradients skip the
+  update (parameters stay finite) and are counted in the state.
+  Returns (new state, metrics dict of scalars).
+  """
+  images = normalize_images(batch['image'])
+
+  def objective(params):
+    outputs, new_vars = state.apply_fn({'params': params, 'batch_stats': state.batch_stats},
+                                       images, train=True, mutable=['batch_stats'])
+    total, per_stack = loss_fn(outputs, batch, settings)
+    return total, (per_stack, new_vars.get('batch_stats', {}))
+
+  (loss, (per_stack, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
+      state.params)
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  grad_norm = optax.global_norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(finite, new, old))
+  new_state = state.replace(
+      step=state.step + 1, params=keep(params, state.params),
+      opt_state=keep(opt_state, state.opt_state),
+      batch_stats=keep(batch_stats, state.batch_stats),
+      nonfinite_count=state.nonfinite_count + (~finite).astype(jnp.int32),
+      first_nonfinite_step=jnp.where((state.first_nonfinite_step < 0) & ~finite,
+                                     state.step, state.first_nonfinite_step))
+  metrics = {'train/loss': loss, 'train/grad_norm': grad_norm,
+             'train/param_norm': optax.global_norm(state.params),
+             'train/update_norm': optax.global_norm(updates)}
+  for i in range(per_stack.shape[0]):
+    metrics[f'train/loss_stack{i}'] = per_stack[i]
+  if schedule is not None:
+    metrics['train/lr'] = schedule(state.step)
+  return new_state, metrics
+
+
+def make_mesh() -> jax.sharding.Mesh:
+  """A 1-D mesh over every device of every process, axis 'data'."""
+  return jax.make_mesh((jax.device_count(),), ('data',))
+
+
+def jit_train_step(config, mesh, loss_fn=heatmap_loss):
+  """`train_step` jitted over `mesh`: batch sharded on 'data', state replicated and donated."""
+  replicated = NamedSharding(mesh, P())
+  data = NamedSharding(mesh, P('data'))
+  step = functools.partial(train_step, settings=StepSettings.from_config(config),
+                           loss_fn=loss_fn, schedule=make_schedule(config))
+  return jax.jit(step, in_shardings=(replicated, data), out_shardings=(replicated, replicated),
+                 donate_argnums=(0,))
+
+
+def global_batch(local_batch: dict, mesh) -> dict:
+  """Assembles each process's numpy shard into global arrays sharded over 'data'."""
+  sharding = NamedSharding(mesh, P('data'))
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in local_batch.items()}
+
+
+class _Preemption:
+  """Turns SIGTERM/SIGINT into a flag the loop checks between steps."""
+
+  def __init__(self):
+    self.requested = False
+    self._old = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._old[sig] = signal.signal(sig, self._handle)
+      except ValueError:       # not the main thread: leave signals alone
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    self.requested = True
+
+  def __exit__(self, *exc):
+    for sig, handler in self._old.items():
+      signal.signal(sig, handler)
+
+
+def _format_eta(seconds: float) -> str:
+  seconds = int(max(0, seconds))
+  return f'{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
+
+  Resume order: own checkpoint in workdir, else `config.init_checkpoint`, else scratch.
+  Returns the last evaluation's metrics (plus the final training metrics).
+  """
+  config_check.validate(config)
+  mesh = make_mesh()
+  model = models.build_model(config)
+  replicated = NamedSharding(mesh, P())
+  rng = jax.random.key(config.seed)
+  abstract = jax.eval_shape(functools.partial(create_state, config, model), rng)
+  mngr = checkpoints.manager(workdir, config.train.keep_checkpoints)
+  train_iter = pipeline.train_iterator(config, jax.process_index(), jax.process_count())
+  start = mngr.latest_step()
+  if start is not None:
+    abstract_sharded = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
+    state = checkpoints.restore(mngr, start, abstract_sharded, train_iter)
+    state = state.replace(tx=make_optimizer(config), apply_fn=model.apply)
+    print(f'resumed from {workdir}/checkpoints/{start}', flush=True)
+  else:
+    start = 0
+    state = jax.jit(functools.partial(create_state, config, model),
+                    out_shardings=replicated)(rng)
+    if config.init_checkpoint:
+      variables = checkpoints.load_variables(
+          config.init_checkpoint, {'params': state.params, 'batch_stats': state.batch_stats})
+      state = state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
+      print(f'initialised from {config.init_checkpoint}', flush=True)
+  step_fn = jit_train_step(config, mesh)
+  evaluator = evaluate.make_evaluator(config, model, mesh)
+  writer = metric_writer.MetricWriter(workdir, start)
+  config_json = config.to_dict()
+  num_steps = config.train.num_steps
+  batch_size = config.train.batch_size
+  pending, eval_metrics = [], {}
+  t_log, wait_s, step = time.perf_counter(), 0.0, start
+  t_start = t_log
+  with _Preemption() as preempt:
+    while step < num_steps:
+      t0 = time.perf_counter()
+      local = next(train_iter)
+      wait_s += time.perf_counter() - t0
+      state, metrics = step_fn(state, global_batch(local, mesh))
+      step += 1
+      pending.append(metrics)
+      last = step == num_steps
+      if step % config.train.log_every == 0 or last or preempt.requested:
+        values = {k: float(np.mean([m[k] for m in jax.device_get(pending)]))
+                  for k in pending[0]}
+        _check_finite(config, state, mngr)
+        now = time.perf_counter()
+        values['train/examples_per_s'] = len(pending) * batch_size / (now - t_log)
+        values['train/input_wait_fraction'] = wait_s / (now - t_log)
+        values['train/nonfinite_steps'] = int(state.nonfinite_count)
+        writer.scalars(step, values)
+        eta = (num_steps - step) * (now - t_start) / max(1, step - start)
+        print(f'step {step}/{num_steps} loss {values["train/loss"]:.5f} '
+              f'{values["train/examples_per_s"]:.1f} ex/s '
+              f'input wait {100 * values["train/input_wait_fraction"]:.1f}% '
+              f'ETA {_format_eta(eta)}', flush=True)
+        pending, t_log, wait_s = [], now, 0.0
+      if step % config.train.checkpoint_every == 0 or last or preempt.requested:
+        checkpoints.save(mngr, step, state, config_json, train_iter)
+      if preempt.requested:
+        print(f'preempted: saved checkpoint at step {step}; rerun the same command to resume',
+              flush=True)
+        writer.close()
+        return {'preempted_at_step': step}
+      if step % config.train.eval_every == 0 or last:
+        eval_metrics = evaluator.run(state, step, writer, workdir)
+        print(f'step {step} ' + ' '.join(f'{k} {v:.4f}' for k, v in eval_metrics.items()),
+              flush=True)
+  writer.close()
+  return dict(eval_metrics)
+
+
+def _check_finite(config, state, mngr) -> None:
+  count = int(state.nonfinite_count)
+  if count and config.train.on_nonfinite == 'error':
+    raise FloatingPointError(
+        f'non-finite loss or gradients at step {int(state.first_nonfinite_step)} (the update '
+        f'was not applied); last good checkpoint: step {mngr.latest_step()} in '
+        f'{mngr.directory}. Set config.train.on_nonfinite=skip to skip such updates.')
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Evaluates one checkpoint: `config.eval.checkpoint` (a checkpoint step directory or a
+  directory written by `hgjax.convert`), else the latest in `workdir`, else
+  `config.init_checkpoint`. Writes metrics and predictions to `workdir`; returns the metrics.
+  """
+  config_check.validate(config)
+  mesh = make_mesh()
+  model = models.build_model(config)
+  replicated = NamedSharding(mesh, P())
+  abstract = jax.eval_shape(functools.partial(create_state, config, model),
+                            jax.random.key(config.seed))
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
+  variables = {'params': abstract.params, 'batch_stats': abstract.batch_stats}
+  source = config.eval.checkpoint
+  mngr = checkpoints.manager(workdir, config.train.keep_checkpoints)
+  if source and (Path(source) / 'variables').exists():
+    variables, step = checkpoints.load_variables(source, variables), 0
+  elif source:
+    step = int(Path(source).name)
+    state = checkpoints.restore_state_only(Path(source).parent, step, abstract)
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  elif mngr.latest_step() is not None:
+    step = mngr.latest_step()
+    state = checkpoints.restore(mngr, step, abstract)
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  elif config.init_checkpoint:
+    variables, step = checkpoints.load_variables(config.init_checkpoint, variables), 0
+  else:
+    raise FileNotFoundError(f'nothing to evaluate: no checkpoint in {workdir}/checkpoints, and '
+                            'config.eval.checkpoint and config.init_checkpoint are empty')
+  evaluator = evaluate.make_evaluator(config, model, mesh)
+  writer = metric_writer.MetricWriter(workdir, resume_step=None)
+  metrics = evaluator.run(_Variables(**variables), step, writer, workdir)
+  writer.close()
+  print(f'step {step} ' + ' '.join(f'{k} {v:.4f}' for k, v in metrics.items()), flush=True)
+  return metrics
+
+
+@dataclasses.dataclass
+class _Variables:
+  """What evaluators read from a TrainState, for evaluating bare variables."""
+  params: Any
+  batch_stats: Any
