@@ -8,9 +8,13 @@ are reversed along the width axis with no one-pixel shift.
 Grid coordinates are (u, v) = (column, row) in grid pixels, float32.
 """
 
-import jax.numpy as jnp
+import functools
 
-REFINEMENTS = ('none', 'quarter', 'taylor')
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+REFINEMENTS = ('none', 'quarter', 'taylor', 'dark')
 
 
 def _gather(flat, idx):
@@ -18,7 +22,28 @@ def _gather(flat, idx):
   return jnp.take_along_axis(flat, idx[..., None], axis=-1)[..., 0]
 
 
-def heatmap_peaks(heatmaps, refine: str = 'quarter'):
+def _blur_matrix(n: int, sigma: float) -> np.ndarray:
+  """[n, n] Gaussian smoothing along one axis with mirror (reflect-101) borders."""
+  radius = max(1, int(np.ceil(3.0 * sigma)))
+  taps = np.exp(-np.arange(-radius, radius + 1)**2 / (2.0 * sigma**2))
+  taps /= taps.sum()
+  # Row r of the padded identity is the one-hot of the source pixel that padded row r reads.
+  onehot = np.pad(np.eye(n), ((radius, radius), (0, 0)), mode='reflect')
+  m = sum(weight * onehot[t:t + n] for t, weight in enumerate(taps))
+  return m.astype(np.float32)
+
+
+def gaussian_blur(heatmaps, sigma: float):
+  """Separable Gaussian smoothing of heatmaps [..., h, w, K] (std `sigma` grid pixels)."""
+  h, w = heatmaps.shape[-3], heatmaps.shape[-2]
+  by, bx = jnp.asarray(_blur_matrix(h, sigma)), jnp.asarray(_blur_matrix(w, sigma))
+  out = jnp.einsum('ij,...jwk->...iwk', by, heatmaps)
+  return jnp.einsum('ij,...hjk->...hik', bx, out)
+
+
+# Jitted here so that eager callers (tests, scripts) do not dispatch op by op.
+@functools.partial(jax.jit, static_argnames=('refine', 'blur_sigma'))
+def heatmap_peaks(heatmaps, refine: str = 'quarter', blur_sigma: float = 1.0):
   """Location and value of each channel's maximum.
 
   Args:
@@ -33,15 +58,23 @@ def heatmap_peaks(heatmaps, refine: str = 'quarter'):
         for an untruncated Gaussian of any width; offsets clipped to +-0.5 px. Falls back to
         'quarter' where it is undefined: peak on the border, a non-positive value in the 3x3
         neighbourhood, or a log-Hessian that is not negative definite.
+      'dark': 'taylor' on the heatmaps smoothed by a Gaussian of std `blur_sigma` (DARK's
+        modulation step); peak and refinement come from the smoothed maps, robust to noise.
+    blur_sigma: smoothing std in grid pixels for 'dark' (about the target sigma works best).
   Returns:
-    coords [B, K, 2] float32 (u, v) in grid pixels, scores [B, K] (the maximum value).
+    coords [B, K, 2] float32 (u, v) in grid pixels, scores [B, K] (the heatmap value at the
+    integer peak: the maximum, except for 'dark' where the peak is the smoothed maps').
   """
   if refine not in REFINEMENTS:
     raise ValueError(f'refine must be one of {REFINEMENTS}, got {refine!r}')
   b, h, w, k = heatmaps.shape
-  flat = jnp.moveaxis(heatmaps, -1, 1).reshape(b, k, h * w).astype(jnp.float32)
+  heatmaps = heatmaps.astype(jnp.float32)
+  flat_raw = jnp.moveaxis(heatmaps, -1, 1).reshape(b, k, h * w)
+  if refine == 'dark':
+    heatmaps = gaussian_blur(heatmaps, blur_sigma)
+  flat = jnp.moveaxis(heatmaps, -1, 1).reshape(b, k, h * w)
   idx = jnp.argmax(flat, axis=-1)                                   # [B, K]
-  scores = _gather(flat, idx)
+  scores = _gather(flat_raw, idx)
   col, row = idx % w, idx // w
   coords = jnp.stack([col, row], axis=-1).astype(jnp.float32)
   if refine == 'none':
@@ -49,14 +82,13 @@ def heatmap_peaks(heatmaps, refine: str = 'quarter'):
 
   inner_x = (col > 0) & (col < w - 1)
   inner_y = (row > 0) & (row < h - 1)
-
-  def at(dr, dc):
-    # Neighbour values; indices clipped so border peaks read valid (unused) memory.
-    r = jnp.clip(row + dr, 0, h - 1)
-    c = jnp.clip(col + dc, 0, w - 1)
-    return _gather(flat, r * w + c)
-
-  left, right, up, down = at(0, -1), at(0, 1), at(-1, 0), at(1, 0)
+  # The 3x3 neighbourhood in one gather; indices clipped so border peaks read valid (unused)
+  # memory. n[..., 3 * (dr + 1) + (dc + 1)] is the value at (row + dr, col + dc).
+  offsets = np.array([-1, 0, 1])
+  rows = jnp.clip(row[..., None, None] + offsets[:, None], 0, h - 1)
+  cols = jnp.clip(col[..., None, None] + offsets[None, :], 0, w - 1)
+  n = jnp.take_along_axis(flat, (rows * w + cols).reshape(b, k, 9), axis=-1)
+  left, right, up, down = n[..., 3], n[..., 5], n[..., 1], n[..., 7]
   # `where` instead of sign(): equal or NaN neighbours give no shift.
   quarter_x = jnp.where(right > left, 0.25, jnp.where(right < left, -0.25, 0.0))
   quarter_y = jnp.where(down > up, 0.25, jnp.where(down < up, -0.25, 0.0))
@@ -65,14 +97,12 @@ def heatmap_peaks(heatmaps, refine: str = 'quarter'):
   if refine == 'quarter':
     return coords + quarter, scores
 
-  corners = [at(-1, -1), at(-1, 1), at(1, -1), at(1, 1)]
-  window = [scores, left, right, up, down] + corners
-  positive = jnp.all(jnp.stack([x > 0 for x in window]), axis=0)
-  logs = [jnp.log(jnp.maximum(x, 1e-30)) for x in window]
-  l0, ll, lr, lu, ld, lul, lur, ldl, ldr = logs
-  gx, gy = 0.5 * (lr - ll), 0.5 * (ld - lu)
-  hxx, hyy = lr - 2 * l0 + ll, ld - 2 * l0 + lu
-  hxy = 0.25 * (ldr - ldl - lur + lul)
+  positive = jnp.all(n > 0, axis=-1)
+  ln = jnp.log(jnp.maximum(n, 1e-30))
+  gx, gy = 0.5 * (ln[..., 5] - ln[..., 3]), 0.5 * (ln[..., 7] - ln[..., 1])
+  hxx = ln[..., 5] - 2 * ln[..., 4] + ln[..., 3]
+  hyy = ln[..., 7] - 2 * ln[..., 4] + ln[..., 1]
+  hxy = 0.25 * (ln[..., 8] - ln[..., 6] - ln[..., 2] + ln[..., 0])
   det = hxx * hyy - hxy**2
   definite = (hxx < 0) & (det > 0)
   safe_det = jnp.where(definite, det, 1.0)
@@ -94,6 +124,7 @@ def input_to_grid(coords, stride: float):
   return (coords + 0.5) / stride - 0.5
 
 
+@jax.jit
 def flip_merge(heatmaps, flipped_heatmaps, flip_perm):
   """Flip-test merge: average the heatmaps with those of the horizontally flipped image.
 

@@ -1,0 +1,270 @@
+"""MPII PCKh (the standard single-person protocol), file loaders and a CLI.
+
+PCKh@t: a joint is correct when |pred - gt| <= t x 0.6 x (head-box diagonal); joints marked
+missing in the ground truth are left out. Table columns average the left and right per-joint
+rates (plain mean of the two, as the MPII toolkit and the SimpleBaseline/HRNet evaluators do);
+Head is the head top. `Mean` pools the 14 joints of `skeleton.MPII_PCKH_JOINTS` (all but pelvis
+and thorax), i.e. it is the per-joint mean weighted by the number of annotated joints;
+`Mean_unweighted` is the plain mean of the 14 rates; `Mean@0.1` is `Mean` at t = 0.1 exactly.
+
+Coordinates are 0-based in memory; MATLAB-origin files (.mat, Princeton .h5, the shared JSON)
+are 1-based and converted on load (and back by `save_mpii_predictions`).
+
+  python -m hgjax.pckh --gt gt_valid.mat --pred preds.mat [--pred_key KEY] [--json]
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from hgjax import skeleton
+
+NUM_JOINTS = 16
+HEAD_BOX_FACTOR = 0.6  # 'SC_BIAS' of the reference code: head size = 0.6 x box diagonal
+COLUMNS = tuple(name for name, _ in skeleton.MPII_PCKH_GROUPS)
+TABLE_KEYS = COLUMNS + ('Mean', 'Mean@0.1')
+JSON_KEYS = COLUMNS + ('Mean', 'Mean_unweighted', 'Mean@0.1')
+
+
+class MpiiGroundTruth(NamedTuple):
+  joints: np.ndarray    # [N, 16, 2] float64, 0-based pixels
+  missing: np.ndarray   # [N, 16] bool, True = not annotated
+  headbox: np.ndarray   # [N, 2, 2] float64: [top-left, bottom-right] x (x, y), 0-based
+
+
+def _correct_and_counted(pred, gt, missing, headbox, threshold):
+  """Correct [N, K] bool and annotated [N, K] bool."""
+  pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
+  missing, headbox = np.asarray(missing, bool), np.asarray(headbox, np.float64)
+  if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[-1] != 2:
+    raise ValueError(f'pred {pred.shape} and gt {gt.shape} must both be [N, K, 2]')
+  if missing.shape != gt.shape[:2] or headbox.shape != (gt.shape[0], 2, 2):
+    raise ValueError(f'missing {missing.shape} must be [N, K] and headbox {headbox.shape} '
+                     f'[N, 2, 2] for gt {gt.shape}')
+  head_size = HEAD_BOX_FACTOR * np.linalg.norm(headbox[:, 1] - headbox[:, 0], axis=-1)
+  with np.errstate(divide='ignore', invalid='ignore'):
+    scaled = np.linalg.norm(pred - gt, axis=-1) / head_size[:, None]
+  annotated = ~missing
+  # NaN predictions compare False: counted as wrong, as the MATLAB toolkit does (NaN -> inf).
+  return (scaled <= threshold) & annotated, annotated
+
+
+def pckh(pred, gt, missing, headbox, threshold: float = 0.5) -> np.ndarray:
+  """Per-joint PCKh in percent.
+
+  Args:
+    pred, gt: [N, K, 2] pixel coordinates (same origin for both).
+    missing: [N, K] bool, True where the ground truth joint is not annotated.
+    headbox: [N, 2, 2] head boxes, [top-left, bottom-right] x (x, y).
+    threshold: fraction of the head size (0.5 for PCKh@0.5).
+  Returns:
+    [K] float64, 100 x correct / annotated; NaN for a joint with no annotation.
+  """
+  correct, annotated = _correct_and_counted(pred, gt, missing, headbox, threshold)
+  with np.errstate(divide='ignore', invalid='ignore'):
+    return 100.0 * correct.sum(0) / annotated.sum(0)
+
+
+def pckh_table(pred, gt, missing, headbox) -> dict:
+  """The standard table (see module docstring) as {key: percent} with keys `JSON_KEYS`."""
+  joints = list(skeleton.MPII_PCKH_JOINTS)
+  rates = pckh(pred, gt, missing, headbox, 0.5)
+  table = {name: float(np.mean(rates[list(group)])) for name, group in skeleton.MPII_PCKH_GROUPS}
+  for key, threshold in (('Mean', 0.5), ('Mean@0.1', 0.1)):
+    correct, annotated = _correct_and_counted(pred, gt, missing, headbox, threshold)
+    table[key] = float(100.0 * correct[:, joints].sum() / annotated[:, joints].sum())
+  table['Mean_unweighted'] = float(np.nanmean(rates[joints]))
+  return {key: table[key] for key in JSON_KEYS}
+
+
+def format_table(table: dict, num_persons: int) -> str:
+  """Two-line text table: header and PCKh values (2 decimals)."""
+  head = f'{"":>6}' + ''.join(f'{k:>10}' for k in TABLE_KEYS)
+  row = f'{"PCKh":>6}' + ''.join(f'{table[k]:>10.2f}' for k in TABLE_KEYS)
+  return f'{head}\n{row}\n({num_persons} persons; Mean unweighted {table["Mean_unweighted"]:.2f})'
+
+
+# ------------------------------------------------------------------------------ file loaders
+
+
+def _numeric(value, path, name):
+  try:
+    return np.asarray(value, dtype=np.float64)
+  except (ValueError, TypeError) as e:
+    raise ValueError(f'{path}: field {name!r} is not a numeric array ({e})') from e
+
+
+def _field(data, path, name, shape_desc, check):
+  if name not in data:
+    raise ValueError(f'{path}: missing field {name!r} ({shape_desc} expected)')
+  value = _numeric(data[name], path, name)
+  if not check(value.shape):
+    raise ValueError(f'{path}: field {name!r} has shape {value.shape}, expected {shape_desc}')
+  return value
+
+
+def _loadmat(path):
+  import scipy.io  # Imported here: the module is also used by code that never reads .mat files.
+  try:
+    return scipy.io.loadmat(str(path))
+  except (ValueError, NotImplementedError, OSError) as e:
+    raise ValueError(f'{path}: not a readable MATLAB .mat file ({e})') from e
+
+
+def _load_json(path):
+  try:
+    return json.loads(Path(path).read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(f'{path}: not valid JSON ({e})') from e
+
+
+def load_ground_truth(path) -> MpiiGroundTruth:
+  """Reads MPII validation ground truth (converted to 0-based).
+
+  Forms:
+    .mat (gt_valid.mat / detections_our_format.mat): `pos_gt_src` [16, 2, N], `jnt_missing`
+      [16, N] (1 = not annotated), `headboxes_src` [2, 2, N]; 1-based.
+    .json (mpii_valid_gt.shared_candidate.json): {"persons": [{"joints" [16][2],
+      "joints_missing" [16], "headbox" [[x1, y1], [x2, y2]]}, ...]}; 1-based.
+  """
+  path = Path(path)
+  if path.suffix == '.json':
+    data = _load_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get('persons'), list):
+      raise ValueError(f'{path}: expected a JSON object with a "persons" list')
+    persons = data['persons']
+    for name in ('joints', 'joints_missing', 'headbox'):
+      absent = [i for i, p in enumerate(persons) if name not in p]
+      if absent:
+        raise ValueError(f'{path}: persons[{absent[0]}] has no field {name!r}')
+    stacked = {name: [p[name] for p in persons]
+               for name in ('joints', 'joints_missing', 'headbox')}
+    n = len(persons)
+    joints = _field(stacked, path, 'joints', f'[{n}, 16, 2]',
+                    lambda s: s == (n, NUM_JOINTS, 2))
+    missing = _field(stacked, path, 'joints_missing', f'[{n}, 16]', lambda s: s == (n, NUM_JOINTS))
+    headbox = _field(stacked, path, 'headbox', f'[{n}, 2, 2]', lambda s: s == (n, 2, 2))
+  else:
+    data = _loadmat(path)
+    joints = _field(data, path, 'pos_gt_src', '[16, 2, N]',
+                    lambda s: len(s) == 3 and s[:2] == (NUM_JOINTS, 2))
+    n = joints.shape[2]
+    missing = _field(data, path, 'jnt_missing', f'[16, {n}]', lambda s: s == (NUM_JOINTS, n))
+    headbox = _field(data, path, 'headboxes_src', f'[2, 2, {n}]', lambda s: s == (2, 2, n))
+    joints, missing, headbox = joints.transpose(2, 0, 1), missing.T, headbox.transpose(2, 0, 1)
+  return MpiiGroundTruth(joints - 1.0, missing.astype(bool), headbox - 1.0)
+
+
+def _preds_array(value, path, name):
+  """[N, 16, 2|3] -> [N, 16, 2] (a third column, e.g. a score, is dropped)."""
+  value = _numeric(value, path, name)
+  if value.ndim != 3 or value.shape[1] != NUM_JOINTS or value.shape[2] not in (2, 3):
+    raise ValueError(f'{path}: field {name!r} has shape {value.shape}, expected [N, 16, 2]')
+  return value[..., :2]
+
+
+def load_predictions(path, pred_key: str | None = None) -> np.ndarray:
+  """Reads MPII predictions [N, 16, 2] (converted to 0-based).
+
+  Forms (all 1-based):
+    .mat: `preds` [N, 16, 2] (pytorch-pose/HRNet, `save_mpii_predictions`) or else
+      `pos_pred_src` [16, 2, N] (gt_valid-style files with predictions).
+    .h5/.hdf5: `preds` [N, 16, 2] (Princeton pose-hg-train/-demo).
+    .json: {"preds": {KEY: [N][16][2], ...}} (choose KEY with `pred_key`), {"preds": [N][16][2]}
+      or a bare [N][16][2] list.
+  """
+  path = Path(path)
+  if path.suffix in ('.h5', '.hdf5'):
+    import h5py  # Imported here: only Princeton files need it.
+    try:
+      with h5py.File(path, 'r') as f:
+        if 'preds' not in f:
+          raise ValueError(f'{path}: missing field \'preds\' ([N, 16, 2] expected); '
+                           f'fields: {sorted(f.keys())}')
+        preds = _preds_array(f['preds'][()], path, 'preds')
+    except OSError as e:
+      raise ValueError(f'{path}: not a readable HDF5 file ({e})') from e
+  elif path.suffix == '.json':
+    data = _load_json(path)
+    if isinstance(data, dict):
+      if 'preds' not in data:
+        raise ValueError(f'{path}: missing field \'preds\'')
+      data = data['preds']
+    name = 'preds'
+    if isinstance(data, dict):
+      if pred_key is None or pred_key not in data:
+        raise ValueError(f'{path}: field \'preds\' holds several prediction sets; choose one '
+                         f'with --pred_key (got {pred_key!r}; available: {sorted(data)})')
+      data, name = data[pred_key], f'preds/{pred_key}'
+    preds = _preds_array(data, path, name)
+  else:
+    data = _loadmat(path)
+    if 'preds' in data:
+      preds = _preds_array(data['preds'], path, 'preds')
+    elif 'pos_pred_src' in data:
+      value = _field(data, path, 'pos_pred_src', '[16, 2, N]',
+                     lambda s: len(s) == 3 and s[:2] == (NUM_JOINTS, 2))
+      preds = value.transpose(2, 0, 1)
+    else:
+      fields = sorted(k for k in data if not k.startswith('__'))
+      raise ValueError(f'{path}: no prediction field: expected \'preds\' [N, 16, 2] or '
+                       f'\'pos_pred_src\' [16, 2, N]; fields: {fields}')
+  return preds - 1.0
+
+
+def save_mpii_predictions(path, preds) -> None:
+  """Writes predictions as an MPII-style .mat with one variable `preds` [N, 16, 2], 1-based.
+
+  The form read by `load_predictions`, by the pytorch-pose/HRNet evaluators and by the
+  MATLAB/Octave scripts that turn it into the official test-set submission (eval-mpii-pose's
+  prepareTestResults.m, which orders persons as Princeton's annot/test.h5).
+
+  Args:
+    path: output .mat path.
+    preds: [N, 16, 2] 0-based (x, y) in original image pixels.
+  """
+  preds = np.asarray(preds, dtype=np.float64)
+  if preds.ndim != 3 or preds.shape[1:] != (NUM_JOINTS, 2):
+    raise ValueError(f'preds must have shape [N, 16, 2], got {preds.shape}')
+  import scipy.io  # Imported here, like in _loadmat.
+  scipy.io.savemat(str(path), {'preds': preds + 1.0}, do_compression=True)
+
+
+# ----------------------------------------------------------------------------------------- CLI
+
+
+def evaluate_files(gt_path, pred_path, pred_key: str | None = None) -> tuple[dict, int]:
+  """PCKh table for a ground-truth file and a prediction file; returns (table, N)."""
+  gt = load_ground_truth(gt_path)
+  preds = load_predictions(pred_path, pred_key)
+  if len(preds) != len(gt.joints):
+    raise ValueError(f'{pred_path} has {len(preds)} persons but {gt_path} has '
+                     f'{len(gt.joints)}: predictions must follow the ground-truth order')
+  return pckh_table(preds, gt.joints, gt.missing, gt.headbox), len(preds)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog='python -m hgjax.pckh', description=__doc__.split('\n')[0])
+  parser.add_argument('--gt', required=True,
+                      help='ground truth: gt_valid-style .mat or the shared validation JSON')
+  parser.add_argument('--pred', required=True,
+                      help='predictions: .mat (preds or pos_pred_src), Princeton .h5, or JSON')
+  parser.add_argument('--pred_key', default=None,
+                      help='prediction set inside a JSON {"preds": {KEY: ...}} file')
+  parser.add_argument('--json', action='store_true', help='print one JSON object')
+  args = parser.parse_args(argv)
+  try:
+    table, n = evaluate_files(args.gt, args.pred, args.pred_key)
+  except (ValueError, FileNotFoundError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  print(json.dumps(table) if args.json else format_table(table, n))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
