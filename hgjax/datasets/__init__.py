@@ -1,0 +1,1 @@
+"""Datasets: procedural synthetic people, MPII, COCO and the grain input pipelines."""
