@@ -23,6 +23,7 @@ the inferred architecture), and prints the matching `--config.model.*` overrides
 """
 
 import argparse
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -121,15 +122,21 @@ def _from_torch_layout(w: np.ndarray, flax_ndim: int) -> np.ndarray:
 
 
 def _torch_shape(flax_shape: tuple[int, ...]) -> tuple[int, ...]:
-  return _to_torch_layout(np.empty(flax_shape, np.bool_)).shape
+  """PyTorch shape of the tensor that `_to_torch_layout` makes from an hgjax array."""
+  if len(flax_shape) == 4:
+    h, w, i, o = flax_shape
+    return (o, i, h, w)
+  if len(flax_shape) == 2:
+    i, o = flax_shape
+    return (o, i, 1, 1)
+  return tuple(flax_shape)
 
 
 # ----------------------------------------------------------------------------- architecture
 
 
-def _strip_wrappers(state_dict: Mapping) -> dict[str, np.ndarray]:
-  """Drops DataParallel / trainer prefixes (`module.`, `model.module.`) and casts floating
-  tensors to float32 numpy arrays (float16 checkpoints are common)."""
+def _strip_wrappers(state_dict: Mapping) -> dict:
+  """Drops DataParallel / trainer prefixes (`module.`, `model.module.`) from the names."""
   out = {}
   for name, value in state_dict.items():
     short = name
@@ -137,9 +144,14 @@ def _strip_wrappers(state_dict: Mapping) -> dict[str, np.ndarray]:
       short = short.split('.', 1)[1]
     if short in out:
       raise ValueError(f'tensor names collide after removing wrapper prefixes: {name!r}')
-    value = np.asarray(value)
-    out[short] = value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
+    out[short] = value
   return out
+
+
+def _as_float32(value) -> np.ndarray:
+  """Floating tensors as float32 numpy arrays (float16 checkpoints are common)."""
+  value = np.asarray(value)
+  return value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
 
 
 def _shape_of(sd: Mapping, name: str, what: str) -> tuple[int, ...]:
@@ -164,7 +176,7 @@ def infer_architecture(state_dict: Mapping) -> dict:
   Returns {'kind': 'shg'|'ae', 'num_stacks', 'features', 'num_outputs', 'depth', 'increase'
   (outermost hourglass level), 'inner_increase' (the inner levels), 'batch_norm'}.
   """
-  sd = {k: v for k, v in _strip_wrappers_names(state_dict).items()}
+  sd = _strip_wrappers(state_dict)
   stacks = {int(m.group(1)) for k in sd if (m := re.match(r'outs\.(\d+)\.', k))}
   if not stacks:
     raise ValueError('not an official Stacked Hourglass / Associative Embedding state dict: '
@@ -194,25 +206,22 @@ def infer_architecture(state_dict: Mapping) -> dict:
           'inner_increase': inner_increase, 'batch_norm': batch_norm}
 
 
-def _strip_wrappers_names(state_dict: Mapping) -> dict:
-  """Like `_strip_wrappers` but keeps the values untouched (only shapes are needed)."""
-  out = {}
-  for name, value in state_dict.items():
-    while name.startswith(_WRAPPER_PREFIXES):
-      name = name.split('.', 1)[1]
-    out[name] = value
-  return out
-
-
 def build_model(arch: Mapping, dtype=jnp.float32) -> nn.Module:
   """The hgjax model of an `infer_architecture` dict."""
   if arch['kind'] == 'shg':
+    extra = {}
     if arch['increase'] or arch['inner_increase']:
-      raise ValueError(f'Stacked Hourglass with increase={arch["increase"]} / inner increase '
-                       f'{arch["inner_increase"]}: hgjax.hourglass.StackedHourglass only builds '
-                       'constant-width hourglasses (the official default increase=0)')
+      # The official SHG `Hourglass(n, f, bn, increase=0)` widens its outermost level only.
+      # Built only if StackedHourglass offers that same `increase` field.
+      if arch['inner_increase'] or 'increase' not in StackedHourglass.__dataclass_fields__:
+        raise ValueError(
+            f'Stacked Hourglass with increase={arch["increase"]}, inner increase '
+            f'{arch["inner_increase"]}: hgjax.hourglass.StackedHourglass builds constant-width '
+            'hourglasses only (the official default, increase=0)')
+      extra['increase'] = arch['increase']
     return StackedHourglass(num_stacks=arch['num_stacks'], features=arch['features'],
-                            num_outputs=arch['num_outputs'], depth=arch['depth'], dtype=dtype)
+                            num_outputs=arch['num_outputs'], depth=arch['depth'], dtype=dtype,
+                            **extra)
   if arch['kind'] == 'ae':
     return AssociativeEmbeddingNet(
         num_stacks=arch['num_stacks'], features=arch['features'], increase=arch['increase'],
@@ -243,7 +252,7 @@ def convert_state_dict(state_dict: Mapping) -> tuple[nn.Module, dict]:
   for an AE model without BatchNorm). Raises one ValueError naming every missing or unexpected
   tensor and every misshapen tensor with its expected and actual PyTorch shape.
   """
-  sd = _strip_wrappers(state_dict)
+  sd = {k: _as_float32(v) for k, v in _strip_wrappers(state_dict).items()}
   arch = infer_architecture(sd)
   model = build_model(arch)
   shapes = _variable_shapes(model, arch['depth'])
@@ -260,7 +269,8 @@ def convert_state_dict(state_dict: Mapping) -> tuple[nn.Module, dict]:
     if got != want:
       misshapen.append(f'{name}: expected {want}, got {got}')
       continue
-    flat[key] = _from_torch_layout(sd[name], len(shapes[key])).astype(np.float32)
+    flat[key] = np.ascontiguousarray(_from_torch_layout(sd[name], len(shapes[key])),
+                                     dtype=np.float32)
   unexpected = [
       n for n in sd if n not in expected and not n.endswith('.num_batches_tracked')
       and not (arch['kind'] == 'shg' and _unused_skip_owner(n) in residuals)]
@@ -314,6 +324,20 @@ def to_official_state_dict(variables: Mapping) -> dict[str, np.ndarray]:
   return sd
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _apply_nschw(model: nn.Module, variables, images):
+  return model.apply(variables, images, train=False).transpose(0, 1, 4, 2, 3)
+
+
+def apply_official_layout(model: nn.Module, variables: Mapping,
+                          images_nhwc: np.ndarray) -> np.ndarray:
+  """Runs an hgjax model in eval mode and returns [B, S, C, H/4, W/4] float32 (the official
+  layout), with full-precision float32 matmuls/convolutions."""
+  with jax.default_matmul_precision('highest'):
+    out = _apply_nschw(model, variables, jnp.asarray(images_nhwc, jnp.float32))
+  return np.asarray(out)
+
+
 def run_official(state_dict: Mapping, images_nhwc: np.ndarray) -> np.ndarray:
   """Every stack's output of the official network, in the official layout.
 
@@ -322,10 +346,7 @@ def run_official(state_dict: Mapping, images_nhwc: np.ndarray) -> np.ndarray:
   float32, computed in float32 with full-precision matmuls/convolutions.
   """
   model, variables = convert_state_dict(state_dict)
-  images = jnp.asarray(images_nhwc, jnp.float32)
-  with jax.default_matmul_precision('highest'):
-    out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
-  return np.asarray(out).transpose(0, 1, 4, 2, 3)
+  return apply_official_layout(model, variables, images_nhwc)
 
 
 # ----------------------------------------------------------------------------- files, CLI
@@ -411,6 +432,9 @@ def main(argv=None) -> None:
   print('inputs: RGB float32 in [0, 1] (uint8 / 255), NHWC, as the official code feeds them')
   overrides = ' '.join(f'--config.{k}={v}' for k, v in model_config(arch).items())
   print(f'config: {overrides} --config.init_checkpoint={out}')
+  if arch['kind'] == 'ae':
+    print('note: the official AE code reads channels [0:17] as heatmaps and [17:34] as tags '
+          '(tag dimension 1); the released model has 68 outputs, the last 34 unused')
 
 
 if __name__ == '__main__':
