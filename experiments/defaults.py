@@ -44,6 +44,10 @@ def get_config() -> ml_collections.ConfigDict:
   m.num_stacks = 8
   m.features = 256
   m.depth = 4
+  # Channels of each stack's head: K heatmaps (SHG); K heatmaps + K * tag_dim tags (AE).
+  # Extra channels are computed and ignored (the released COCO AE model has 68).
+  m.num_outputs = 16
+  m.stem_features = 128          # width of the stem residuals (paper: 128)
   m.dtype = 'float32'            # compute dtype: float32 | bfloat16 (params stay float32)
   m.increase = 128               # AE only: width added per hourglass level
   m.inner_increase = 128         # AE only: increase of the inner levels (official code: 128)

@@ -10,6 +10,7 @@ def get_config():
   c.model.num_stacks = 2
   c.model.features = 64
   c.model.depth = 3
+  c.model.stem_features = 64
   c.optimizer.name = 'adam'
   c.optimizer.learning_rate = 2e-3
   c.optimizer.schedule = 'cosine'

@@ -57,6 +57,10 @@ def problems(config, device_count: int) -> list:
                '0 < scale_min <= scale_max')
   if config.loss.foreground_weight <= 0:
     out.append(f'config.loss.foreground_weight={config.loss.foreground_weight} must be > 0')
+  needed = d.num_joints * (1 + config.model.tag_dim if config.model.kind == 'ae' else 1)
+  if config.model.num_outputs < needed:
+    out.append(f'config.model.num_outputs={config.model.num_outputs} must be >= {needed} '
+               f'(dataset.num_joints={d.num_joints}, model.kind={config.model.kind!r})')
   if config.model.kind == 'shg' and d.name in ('coco', 'synthetic_scenes'):
     out.append(f"config.model.kind='shg' with config.dataset.name={d.name!r}: multi-person "
                "data needs model.kind='ae'")

@@ -92,17 +92,20 @@ class StackedHourglass(nn.Module):
   num_outputs: int = 16
   depth: int = 4
   dtype: Any = jnp.float32
+  # Width of the stem's residuals (the paper: 128; its 7x7 conv has half as many channels).
+  stem_features: int = 128
 
   @nn.compact
   def __call__(self, images, train: bool):
     dt = self.dtype
     dense = functools.partial(nn.Dense, dtype=dt)
+    stem = self.stem_features
     x = images.astype(dt)
-    x = nn.Conv(64, (7, 7), strides=(2, 2), padding=3, dtype=dt, name='stem_conv')(x)
+    x = nn.Conv(stem // 2, (7, 7), strides=(2, 2), padding=3, dtype=dt, name='stem_conv')(x)
     x = nn.relu(_batch_norm(train, dt, 'stem_bn')(x))
-    x = Residual(128, dtype=dt, name='stem_res1')(x, train)
+    x = Residual(stem, dtype=dt, name='stem_res1')(x, train)
     x = max_pool_2x2(x)
-    x = Residual(128, dtype=dt, name='stem_res2')(x, train)
+    x = Residual(stem, dtype=dt, name='stem_res2')(x, train)
     x = Residual(self.features, dtype=dt, name='stem_res3')(x, train)
     preds = []
     for i in range(self.num_stacks):

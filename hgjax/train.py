@@ -43,14 +43,21 @@ class StepSettings:
   sigma: float
   foreground_weight: float
   intermediate_supervision: bool
+  tag_dim: int
+  push_weight: float
+  pull_weight: float
+  push_form: str
+  push_margin: float
 
   @classmethod
   def from_config(cls, config):
-    d = config.dataset
+    d, lo = config.dataset, config.loss
     return cls(num_joints=d.num_joints, heatmap_size=d.image_size // d.heatmap_stride,
                stride=d.heatmap_stride, sigma=config.targets.sigma,
-               foreground_weight=config.loss.foreground_weight,
-               intermediate_supervision=config.loss.intermediate_supervision)
+               foreground_weight=lo.foreground_weight,
+               intermediate_supervision=lo.intermediate_supervision,
+               tag_dim=config.model.tag_dim, push_weight=lo.push_weight,
+               pull_weight=lo.pull_weight, push_form=lo.push_form, push_margin=lo.push_margin)
 
 
 def make_schedule(config) -> optax.Schedule:
@@ -107,7 +114,8 @@ def create_state(config, model, rng) -> TrainState:
 
 
 def heatmap_loss(outputs, batch, settings: StepSettings):
-  """outputs [B, S, h, w, C] -> (total loss, per-stack losses [S])."""
+  """outputs [B, S, h, w, C] -> (total loss, per-stack losses [S]). Channels [:K] are the
+  heatmaps; later channels (AE tags) are ignored here."""
   k, h = settings.num_joints, settings.heatmap_size
   kp = batch['keypoints']
   target = targets.render_heatmaps(kp, (h, h), settings.stride, settings.sigma)
@@ -163,7 +171,17 @@ def train_step(state: TrainState, batch: dict, *, settings: StepSettings, loss_f
 
 def make_mesh() -> jax.sharding.Mesh:
   """A 1-D mesh over every device of every process, axis 'data'."""
-  return jax.make_mesh((jax.device_count(),), ('data',))
+  # Auto axes: XLA propagates shardings through the model (reshapes and all).
+  return jax.make_mesh((jax.device_count(),), ('data',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def loss_for(config):
+  """The loss function for `config.model.kind`: heatmaps (SHG) or heatmaps + tags (AE)."""
+  if config.model.kind == 'ae':
+    from hgjax import ae_loss
+    return ae_loss.ae_loss
+  return heatmap_loss
 
 
 def jit_train_step(config, mesh, loss_fn=heatmap_loss):
@@ -241,7 +259,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           config.init_checkpoint, {'params': state.params, 'batch_stats': state.batch_stats})
       state = state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
       print(f'initialised from {config.init_checkpoint}', flush=True)
-  step_fn = jit_train_step(config, mesh)
+  step_fn = jit_train_step(config, mesh, loss_for(config))
   evaluator = evaluate.make_evaluator(config, model, mesh)
   writer = metric_writer.MetricWriter(workdir, start)
   config_json = config.to_dict()
