@@ -4,6 +4,9 @@ import cv2
 import ml_collections
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from hgjax import skeleton
 from hgjax import transforms
@@ -174,3 +177,26 @@ def test_compose_matches_sequential_application():
   np.testing.assert_allclose(transforms.apply_affine(p, augment.compose(a, b)),
                              transforms.apply_affine(transforms.apply_affine(p, b), a),
                              atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), cx=st.floats(-500, 2000), cy=st.floats(-500, 2000),
+       scale=st.floats(0.1, 20), size=st.sampled_from([64, 256, 512]),
+       k=st.sampled_from([16, 17]))
+def test_random_affine_properties(seed, cx, cy, scale, size, k):
+  rng = np.random.default_rng(seed)
+  aug = _aug(translate=size / 8)
+  m, flipped = augment.random_affine(rng, (cx, cy), scale, size, aug)
+  assert np.all(np.isfinite(m))
+  zoom = np.sqrt(abs(np.linalg.det(m[:, :2])))
+  side = scale * 200   # crop side before augmentation, original pixels
+  assert size / (side * 1.25) * (1 - 1e-9) <= zoom <= size / (side * 0.75) * (1 + 1e-9)
+  assert (np.linalg.det(m[:, :2]) < 0) == flipped   # a flip reverses orientation
+  c = transforms.apply_affine((cx, cy), m)
+  assert np.all(np.abs(c - (size - 1) / 2) <= size / 8 + 1e-6)   # centre moves by translate only
+  kp = np.concatenate([rng.uniform(-50, 300, (3, k, 2)), rng.integers(0, 3, (3, k, 1))], -1)
+  perm = skeleton.flip_for(k) if flipped else None
+  out = augment.warp_keypoints(kp, m, perm)
+  assert out.shape == kp.shape and out.dtype == np.float32 and np.all(np.isfinite(out))
+  back = augment.warp_keypoints(out, transforms.invert_affine(m), perm)
+  np.testing.assert_allclose(back, kp, atol=1e-3 * max(1.0, 1 / zoom), rtol=1e-4)

@@ -191,13 +191,17 @@ def _rect_dict(rect, with_points=True):
 
 
 @pytest.mark.parametrize('with_release_index', [False, True])
-def test_release_layout(tmp_path, shared_data, our_format, detections, with_release_index):
+def test_release_layout(tmp_path, shared_data, our_format, detections, with_release_index,
+                        capsys):
   det = detections['annolist']
   # Image order differs from the gt_valid order; image 2 has a person without joints first;
-  # image 3 adds a training person; image 4 is a test image (img_train = 0).
+  # image 3 adds a training person and one without objpos/scale (left out, noted); image 4 is
+  # a test image (img_train = 0).
   images = [('052475643.jpg', [_rect_dict(det[1].annorect)]),
             ('005808361.jpg', [_rect_dict(det[100].annorect, False), _rect_dict(det[0].annorect)]),
-            ('051423444.jpg', [_rect_dict(det[2].annorect), _rect_dict(det[100].annorect)]),
+            ('051423444.jpg', [_rect_dict(det[2].annorect), _rect_dict(det[100].annorect),
+                               dict(_rect_dict(det[5].annorect), objpos=np.zeros((0, 0)),
+                                    scale=np.zeros((0, 0)))]),
             ('052475643.jpg', [_rect_dict(det[3].annorect)])]
   annolist = _struct_array([{'image': {'name': name}, 'annorect': _struct_array(rects)}
                             for name, rects in images])
@@ -214,6 +218,7 @@ def test_release_layout(tmp_path, shared_data, our_format, detections, with_rele
     gt['RELEASE_person_index'] = np.array([[2, 1, 1]])
   scipy.io.savemat(str(manual / 'gt_valid.mat'), gt)
   assert _build(manual, tmp_path / 'out') == 0
+  assert 'note: 1 x annotated persons without objpos/scale left out' in capsys.readouterr().out
 
   valid = _read(tmp_path / 'out', 'validation')
   assert [e['image_filename'].decode() for e in valid] == [

@@ -19,6 +19,7 @@ around the person, resized to at most `crop_pixels` px per box side, JPEG-encode
 exactly (keypoints, centre and head box stay in original-image pixels).
 """
 
+import collections
 import concurrent.futures
 import dataclasses
 import json
@@ -351,11 +352,12 @@ def read_release(path: Path):
   return annolist, img_train.astype(bool)
 
 
-def release_persons(path: Path, gt: ValidGroundTruth | None):
+def release_persons(path: Path, gt: ValidGroundTruth | None, notes: collections.Counter):
   """-> {'train': [...], 'validation': [...]} of (Person or BadExampleError) from the release.
 
   Validation = the gt_valid.mat persons in its order; train = every other person with annotated
-  joints in a training image (all of them when `gt` is None).
+  joints in a training image (all of them when `gt` is None). Annotated persons without
+  objpos/scale cannot be cropped the hourglass way: they are counted in `notes`.
   """
   annolist, img_train = read_release(path)
   source = path.name
@@ -374,8 +376,8 @@ def release_persons(path: Path, gt: ValidGroundTruth | None):
                               'missing field')
       box = annorect_box(rect, what)
       if box is None:
-        raise BadExampleError(f"{what}: field 'objpos'/'scale' missing for an annotated person",
-                              'missing field')
+        notes['annotated persons without objpos/scale left out'] += 1
+        continue
       candidates[i, j] = Person(image=name, center=box[0], scale=box[1], keypoints=kp,
                                 head_box=annorect_head_box(rect, what), person_index=-1,
                                 release_index=(i + 1, j + 1), source=what)
@@ -480,8 +482,10 @@ def find_layout(manual_dir: Path) -> str:
       f'(SimpleBaseline/HRNet layout) or {RELEASE_FILE} (official release); see data/README.md')
 
 
-def read_splits(manual_dir: Path) -> dict:
-  """manual_dir -> {split: [Person or BadExampleError]} for the splits present."""
+def read_splits(manual_dir: Path, notes: collections.Counter | None = None) -> dict:
+  """manual_dir -> {split: [Person or BadExampleError]} for the splits present; counts of
+  persons left out for a stated reason go to `notes`."""
+  notes = collections.Counter() if notes is None else notes
   manual_dir = Path(manual_dir)
   gt_path = find_gt_valid(manual_dir)
   gt = read_gt_valid(gt_path) if gt_path is not None else None
@@ -497,7 +501,7 @@ def read_splits(manual_dir: Path) -> dict:
   path = manual_dir / RELEASE_FILE
   if not path.exists():
     path = manual_dir / 'annot' / RELEASE_FILE
-  splits = release_persons(path, gt)
+  splits = release_persons(path, gt, notes)
   if gt is None:
     del splits['validation']   # no definition of the validation persons without gt_valid.mat
   return splits
@@ -519,6 +523,7 @@ class HgjaxMpii(tfds.core.GeneratorBasedBuilder):
     crop_pixels: at most this many px per box side (0 = original resolution);
     num_workers: decoding threads (0 = os.cpu_count())."""
     self.bad = bad_input.BadExamples(on_bad_example)
+    self.notes: collections.Counter = collections.Counter()
     self.crop_margin, self.crop_pixels = float(crop_margin), int(crop_pixels)
     self.num_workers = num_workers or os.cpu_count() or 1
     super().__init__(**kwargs)
@@ -551,7 +556,7 @@ class HgjaxMpii(tfds.core.GeneratorBasedBuilder):
     manual_dir = Path(dl_manager.manual_dir)
     self._images = manual_dir / 'images'
     return {split: self._generate_examples(persons)
-            for split, persons in read_splits(manual_dir).items()}
+            for split, persons in read_splits(manual_dir, self.notes).items()}
 
   def _generate_examples(self, persons):
     # Consecutive persons of one image share one decode; images are decoded in threads.
