@@ -325,6 +325,8 @@ def _bad_case(kind, records, root):
     bad['joints'][3] = [-5000.0, 10.0] if kind == 'negative' else [-1, -1]
   elif kind == 'scale':
     bad['scale'] = 0
+  elif kind == 'center':
+    bad['center'] = [5000.0, 200.0]
   recs.insert(1, bad)
   return recs
 
@@ -340,6 +342,8 @@ BAD_CASES = {
                  'far outside the 854x480 image'],
     'marker': ['train.json record 1', "field 'joints' joint 3", '[-1, -1]', 'missing-joint'],
     'scale': ['train.json record 1', "field 'scale'", 'value 0', 'not positive'],
+    'center': ['train.json record 1', "field 'center': value [4999.0, 199.0]",
+               'far outside the 854x480 image'],
 }
 
 

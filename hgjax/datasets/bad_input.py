@@ -104,7 +104,8 @@ def finite_array(value, shape, what: str, reason: str = 'invalid value') -> np.n
   return arr
 
 
-def check_inside(points, labelled, width: int, height: int, what: str) -> None:
+def check_inside(points, labelled, width: int, height: int, what: str,
+                 item: str = 'joint') -> None:
   """Labelled points [K, 2] (0-based pixels) must lie in the image or near it.
 
   Real annotations do reach outside the frame (MPII head tops up to 30 px above it), so only
@@ -118,5 +119,6 @@ def check_inside(points, labelled, width: int, height: int, what: str) -> None:
   if far.any():
     j = int(np.flatnonzero(far)[0])
     kind = 'is negative, ' if np.any(pts[j] < 0) else ''
-    raise BadExampleError(f'{what} joint {j}: value {pts[j].round(3).tolist()} (0-based) {kind}'
-                          f'far outside the {width}x{height} image', 'joint far outside image')
+    where = f' {item} {j}' if item else ''
+    raise BadExampleError(f'{what}{where}: value {pts[j].round(3).tolist()} (0-based) {kind}'
+                          f'far outside the {width}x{height} image', 'point far outside image')

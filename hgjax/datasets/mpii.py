@@ -145,7 +145,11 @@ def person_from_json(record, index: int, source: str) -> Person:
                               'negative coordinate')
       # v = 1: the JSON says 'annotated' and nothing about visibility.
       keypoints[j] = (p[0] - 1.0, p[1] - 1.0, 1.0)
-  center = _check_center(record['center'], what) - 1.0
+  center = _check_center(record['center'], what)
+  if center[0] == -1 and center[1] == -1:
+    raise BadExampleError(f"{what} field 'center': value [-1, -1] is the missing-position "
+                          'marker', 'missing center')
+  center -= 1.0
   scale = _check_scale(record['scale'], what)
   return Person(image=image, center=center.astype(np.float32), scale=scale,
                 keypoints=keypoints, head_box=None, person_index=index,
@@ -593,7 +597,8 @@ class HgjaxMpii(tfds.core.GeneratorBasedBuilder):
     h, w = image.shape[:2]
     bad_input.check_inside(p.keypoints[:, :2], p.keypoints[:, 2] > 0, w, h,
                            f"{p.source} field 'joints'")
-    bad_input.check_inside(p.center[None], np.array([True]), w, h, f"{p.source} field 'center'")
+    bad_input.check_inside(p.center[None], np.array([True]), w, h, f"{p.source} field 'center'",
+                           item='')
     if self.crop_margin > 0:
       center, scale = hourglass_box(p.center, p.scale)
       region = crop_region(image, center, scale, self.crop_margin, self.crop_pixels)
