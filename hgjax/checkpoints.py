@@ -74,8 +74,7 @@ def load_variables(directory, abstract_variables=None) -> dict:
 
 def saved_config(directory, step: int) -> dict:
   """The config JSON stored with checkpoint `step`."""
-  path = Path(directory).absolute() / 'checkpoints' / str(step) / 'config'
-  for f in sorted(path.glob('*')):
-    if f.is_file():
-      return json.loads(f.read_text())
-  raise FileNotFoundError(f'no config in checkpoint {path}')
+  path = Path(directory).absolute() / 'checkpoints' / str(step) / 'config' / 'metadata'
+  if not path.exists():
+    raise FileNotFoundError(f'no config in checkpoint: {path} does not exist')
+  return json.loads(path.read_text())

@@ -85,6 +85,12 @@ def heatmap_panel(heatmaps: np.ndarray, size: int) -> np.ndarray:
   return cv2.applyColorMap(m, cv2.COLORMAP_JET)[..., ::-1]
 
 
+def batched_affine(points, matrices) -> np.ndarray:
+  """points [N, K, 2] through per-example affine maps [N, 2, 3] -> [N, K, 2] float64."""
+  m = np.asarray(matrices, np.float64)
+  return np.einsum('nij,nkj->nki', m[:, :, :2], np.asarray(points, np.float64)) + m[:, None, :, 2]
+
+
 class SinglePersonEvaluator:
   """PCKh evaluation of a single-person model on person crops.
 
@@ -105,7 +111,7 @@ class SinglePersonEvaluator:
     """-> (keypoints [N, K, 2] original pixels, scores [N, K], heatmaps [N, h, w, K])."""
     coords, scores, heat = run_batched(self.predict_fn, variables, self.images,
                                        self.config.eval.batch_size, self.mesh.size)
-    return transforms.apply_affine(coords, self.crop_to_image), scores, heat
+    return batched_affine(coords, self.crop_to_image), scores, heat
 
   def run(self, state, step: int, writer, workdir) -> dict:
     variables = {'params': state.params, 'batch_stats': state.batch_stats}

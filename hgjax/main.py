@@ -7,6 +7,7 @@ overridden with `--config.section.key=value`; unknown keys fail.
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from hgjax import distributed
@@ -24,6 +25,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)   # orbax logs every file it writes at INFO
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   from hgjax import train  # after jax.distributed.initialize, which must run first
   if FLAGS.mode == 'train':

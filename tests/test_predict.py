@@ -260,8 +260,6 @@ def test_flag_errors_and_help(workdir, capsys):
   assert '--bbox' in capsys.readouterr().out
 
 
-@pytest.mark.xfail(strict=True, reason='checkpoints.saved_config reads commit_success.txt '
-                   '(sorted first) instead of the config item, so the model check is skipped')
 def test_config_that_does_not_match_the_checkpoint(workdir, shared_data, tmp_path):
   with pytest.raises(predict.InputError, match=r'model\.features=32 \(checkpoint: 16\)'):
     predict.main(cli(workdir, tmp_path, '--config.model.features=32', shared_data / COCO_IMAGE))
