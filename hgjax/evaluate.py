@@ -49,15 +49,21 @@ def make_predict_fn(config, model, mesh):
                  out_shardings=replicated)
 
 
-def run_batched(predict_fn, variables, images: np.ndarray, batch_size: int, num_devices: int):
-  """Runs `predict_fn` over images [N, H, W, 3] in padded batches; returns numpy outputs."""
-  batch_size = -(-batch_size // num_devices) * num_devices
+def run_batched(predict_fn, variables, images: np.ndarray, batch_size: int, mesh):
+  """Runs `predict_fn` over images [N, H, W, 3] in padded batches; returns numpy outputs.
+
+  Every process holds all `images`; each batch becomes a global array sharded over 'data'
+  (works across processes, unlike passing numpy to a multi-process jit).
+  """
+  batch_size = -(-batch_size // mesh.size) * mesh.size
+  sharding = NamedSharding(mesh, P('data'))
   outs = []
   for i in range(0, len(images), batch_size):
     chunk = images[i:i + batch_size]
     pad = batch_size - len(chunk)
     if pad:
       chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
+    chunk = jax.make_array_from_callback(chunk.shape, sharding, lambda idx, c=chunk: c[idx])
     res = jax.device_get(predict_fn(variables, chunk))
     outs.append([r[:len(chunk) - pad] for r in res])
   return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
@@ -110,7 +116,7 @@ class SinglePersonEvaluator:
   def predict(self, variables):
     """-> (keypoints [N, K, 2] original pixels, scores [N, K], heatmaps [N, h, w, K])."""
     coords, scores, heat = run_batched(self.predict_fn, variables, self.images,
-                                       self.config.eval.batch_size, self.mesh.size)
+                                       self.config.eval.batch_size, self.mesh)
     return batched_affine(coords, self.crop_to_image), scores, heat
 
   def run(self, state, step: int, writer, workdir) -> dict:

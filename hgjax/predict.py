@@ -215,7 +215,7 @@ def _plain(value):
   return list(value) if isinstance(value, (list, tuple)) else value
 
 
-def predict_single_person(config, predict_fn, variables, images, bboxes, num_devices: int):
+def predict_single_person(config, predict_fn, variables, images, bboxes, mesh):
   """Single-person predictions for images (a list of RGB uint8 [H, W, 3]) with per-image boxes
   ([4] or None). Returns a list of keypoints float64 [K, 3] (x, y, score) in image pixels."""
   size, stride = config.dataset.image_size, config.dataset.heatmap_stride
@@ -226,7 +226,7 @@ def predict_single_person(config, predict_fn, variables, images, bboxes, num_dev
     crops.append(crop)
     to_image.append(transforms.invert_affine(a))
   _, _, heat = evaluate.run_batched(predict_fn, variables, np.stack(crops),
-                                    config.eval.batch_size, num_devices)
+                                    config.eval.batch_size, mesh)
   return [decode_in_image(heat[i], to_image[i], im.shape[1], im.shape[0], stride,
                           config.eval.refine) for i, im in enumerate(images)]
 
@@ -313,7 +313,7 @@ def predict_files(config, workdir, out_dir, image_paths, bbox=None) -> list:
       out_dir.mkdir(parents=True, exist_ok=True)
     if kind == 'shg':
       results = [([kp], [kp[:, 2].mean()]) for kp in predict_single_person(
-          config, predict_fn, variables, images, [bbox] * len(images), mesh.size)]
+          config, predict_fn, variables, images, [bbox] * len(images), mesh)]
     else:
       results = [predict_multi_person(config, model, variables, im) for im in images]
     for p, im, (people, scores) in zip(batch, images, results, strict=True):

@@ -3,6 +3,9 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from hgjax import losses
 from hgjax import targets
@@ -71,3 +74,22 @@ def test_foreground_weight_scales_error_on_target_pixels():
   weighted = losses.heatmap_mse(pred, target, jnp.ones((1, 1)), 82.0)
   np.testing.assert_allclose(plain, [[1 / 16]])
   np.testing.assert_allclose(weighted, [[82 / 16]])
+
+_coord = st.floats(-40, 120, allow_nan=False, width=32)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(_coord, _coord, st.sampled_from([0.0, 1.0, 2.0])), min_size=3,
+                max_size=3), st.floats(0.5, 3.0))
+def test_heatmaps_are_finite_bounded_and_peak_where_the_joint_is(points, sigma):
+  kp = _kp(points)
+  maps = np.asarray(targets.render_heatmaps(kp, (20, 20), 4, sigma))[0]
+  assert maps.shape == (20, 20, 3) and np.isfinite(maps).all()
+  assert maps.min() >= 0.0 and maps.max() <= 1.0
+  for k, (x, y, v) in enumerate(points):
+    u, w = (x + 0.5) / 4 - 0.5, (y + 0.5) / 4 - 0.5
+    if v == 0 or not (-0.5 <= u <= 19.5 and -0.5 <= w <= 19.5):
+      assert maps[..., k].max() == 0.0
+    else:
+      iy, ix = np.unravel_index(maps[..., k].argmax(), (20, 20))
+      assert abs(ix - np.clip(u, 0, 19)) <= 0.5 + 1e-4 and abs(iy - np.clip(w, 0, 19)) <= 0.5 + 1e-4
