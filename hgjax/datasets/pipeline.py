@@ -35,7 +35,10 @@ def train_source(config) -> grain.MapDataset:
   if d.name == 'mpii':
     from hgjax.datasets import mpii_pipeline
     return mpii_pipeline.train_source(config)
-  if d.name in ('coco', 'synthetic_scenes'):
+  if d.name == 'synthetic_scenes':
+    from hgjax.datasets import scenes_pipeline
+    return scenes_pipeline.train_source(config)
+  if d.name == 'coco':
     from hgjax.datasets import coco_pipeline
     return coco_pipeline.train_source(config)
   raise ValueError(f"config.dataset.name={d.name!r}; valid: 'mpii', 'coco', 'synthetic', "

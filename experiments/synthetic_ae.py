@@ -1,0 +1,55 @@
+"""Associative Embedding on synthetic multi-person scenes, CPU sized (the embedded AE default).
+
+Scenes of 1-4 overlapping figures (height 0.25-0.8 of the image) at 128 px, COCO joints,
+scored by pycocotools on held-out scenes. The network is the released AE architecture, small:
+2 stacks, 64 features widening by 32 per level, tag dimension 1.
+
+No flip test and no flip augmentation: the figures' left limbs are warm-coloured and right limbs
+cool-coloured, a convention a mirror image breaks (the flipped figure's warm limbs would be
+labelled right), so flipping would make left/right ill-posed.
+"""
+
+from experiments import defaults
+
+
+def get_config():
+  c = defaults.get_config()
+  c.dataset.name = 'synthetic_scenes'
+  c.dataset.num_joints = 17
+  c.dataset.image_size = 128
+  c.dataset.max_people = 4
+  c.dataset.synthetic_num_eval = 200
+
+  c.targets.sigma = 1.0
+
+  c.model.kind = 'ae'
+  c.model.num_stacks = 2
+  c.model.features = 64
+  c.model.increase = 32
+  c.model.inner_increase = 32
+  c.model.depth = 4
+  c.model.num_outputs = 34
+  c.model.batch_norm = True
+  c.model.tag_dim = 1
+
+  c.loss.push_weight = 1e-3
+  c.loss.pull_weight = 1e-3
+
+  c.optimizer.name = 'adam'
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.schedule = 'cosine'
+  c.optimizer.warmup_steps = 100
+
+  c.train.batch_size = 16
+  c.train.num_steps = 3000
+  c.train.log_every = 50
+  c.train.checkpoint_every = 250
+  c.train.eval_every = 250
+  c.train.num_workers = 1
+
+  c.eval.batch_size = 50
+  c.eval.flip_test = False
+  c.eval.refine = 'quarter'
+
+  c.grouping.scales = (1.0,)
+  return c

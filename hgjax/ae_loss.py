@@ -1,0 +1,137 @@
+"""Associative Embedding loss (Newell, Huang and Deng, NeurIPS 2017): heatmap MSE + push/pull.
+
+Everything runs on the device inside the jitted train step, vectorised over images, people and
+joints with masks (no Python loops over people, no data-dependent shapes).
+
+Tag maps: the network's output channels [K, K + K * D) hold the tags, joint-major: channel
+K + k * D + d is dimension d of joint k's tag (D = tag_dim, 1 in the paper).
+
+Tag targets: each labelled joint (v > 0) of person p reads the tag at the nearest grid pixel of
+its continuous grid position u = (x + 0.5) / stride - 0.5, i.e. pixel round(u); joints whose
+pixel is outside the grid are not used.
+
+Normalisation (the authors' pose-ae-train code, `singleTagLoss`):
+  reference tag of person n:  h_n = mean over its used joints of the joint tags;
+  pull = mean over people n of [mean over its used joints and tag dims of (tag - h_n)^2];
+  push = 0.5 * mean over ordered pairs (n, n'), n != n', of f(h_n - h_n'), with
+         f = exp(-||.||^2) ('exp', the paper) or max(0, margin - ||.||) ('margin', the
+         max-margin form of CornerNet, Law and Deng 2018, given the same 0.5 and normalisation).
+Images with no person give pull = push = 0; with one person push = 0. Both stay finite and
+have finite gradients in these cases.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from hgjax import losses
+from hgjax import targets
+
+
+def split_outputs(outputs, num_joints: int, tag_dim: int):
+  """outputs [..., C] -> (heatmaps [..., K], tags [..., K, D]); channels past K + K*D ignored."""
+  k = num_joints
+  heat = outputs[..., :k]
+  tags = outputs[..., k:k + k * tag_dim]
+  return heat, tags.reshape(tags.shape[:-1] + (k, tag_dim))
+
+
+def tag_targets(keypoints, heatmap_size: tuple, stride: int):
+  """Where each joint reads its tag.
+
+  Args:
+    keypoints: [B, P, K, 3] float (x, y, v) in input pixels; v > 0 = labelled, padding v = 0.
+    heatmap_size: (h, w) of the grid.
+    stride: input pixels per grid pixel.
+  Returns:
+    indices [B, P, K] int32, flat index k * h * w + row * w + col into a [K, h, w] tag map
+    (0 where not valid), and valid [B, P, K] bool (labelled and its pixel inside the grid).
+  """
+  h, w = heatmap_size
+  g = targets.to_grid(keypoints, stride)
+  col = jnp.floor(g[..., 0] + 0.5)
+  row = jnp.floor(g[..., 1] + 0.5)
+  valid = (g[..., 2] > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+  k = jnp.arange(keypoints.shape[-2], dtype=jnp.int32)
+  flat = k * (h * w) + row.astype(jnp.int32) * w + col.astype(jnp.int32)
+  return jnp.where(valid, flat, 0).astype(jnp.int32), valid
+
+
+def gather_tags(tags, indices):
+  """tags [B, h, w, K, D], indices [B, P, K] (from `tag_targets`) -> [B, P, K, D]."""
+  b, h, w, k, d = tags.shape
+  flat = jnp.moveaxis(tags, 3, 1).reshape(b, k * h * w, d)
+  p = indices.shape[1]
+  picked = jnp.take_along_axis(flat, indices.reshape(b, p * k)[..., None], axis=1)
+  return picked.reshape(b, p, k, d)
+
+
+def push_pull(person_tags, valid, form: str = 'exp', margin: float = 1.0):
+  """Push and pull losses of each image.
+
+  Args:
+    person_tags: [B, P, K, D] tag of joint k of person p.
+    valid: [B, P, K] bool, the joints that take part.
+    form: 'exp' or 'margin' (see the module docstring).
+    margin: the margin of the 'margin' form, in tag units.
+  Returns:
+    (push [B], pull [B]) float32.
+  """
+  if form not in ('exp', 'margin'):
+    raise ValueError(f"push form must be 'exp' or 'margin', got {form!r}")
+  t = person_tags.astype(jnp.float32)
+  m = valid.astype(jnp.float32)
+  count = m.sum(-1)                                                   # [B, P]
+  person = count > 0
+  mean = (t * m[..., None]).sum(-2) / jnp.maximum(count, 1.0)[..., None]   # [B, P, D]
+  sq = ((t - mean[:, :, None]) ** 2).mean(-1)                         # [B, P, K]
+  pull_person = (sq * m).sum(-1) / jnp.maximum(count, 1.0)
+  num = person.sum(-1).astype(jnp.float32)                            # [B]
+  pull = (pull_person * person).sum(-1) / jnp.maximum(num, 1.0)
+
+  d2 = ((mean[:, :, None] - mean[:, None]) ** 2).sum(-1)             # [B, P, P]
+  p = mean.shape[1]
+  pair = person[:, :, None] & person[:, None] & ~jnp.eye(p, dtype=bool)
+  if form == 'exp':
+    f = jnp.exp(-d2)
+  else:
+    # The floor keeps the gradient of sqrt finite for identical tags.
+    f = jnp.maximum(0.0, margin - jnp.sqrt(jnp.maximum(d2, 1e-12)))
+  pairs = jnp.maximum(num * (num - 1.0), 1.0)
+  push = 0.5 * jnp.where(pair, f, 0.0).sum((-2, -1)) / pairs
+  return push, pull
+
+
+def ae_loss(outputs, batch, settings):
+  """The AE training loss of every stack.
+
+  Args:
+    outputs: [B, S, h, w, C] network outputs (heatmaps then tags, see the module docstring).
+    batch: keypoints float32 [B, P, K, 3] (x, y, v) in input pixels (padding rows v = 0);
+      optionally mask float32 [B, h, w] (1 = supervise the heatmaps; crowds and unlabelled
+      people are 0). The mask does not apply to tags: every kept person is labelled.
+    settings: `train.StepSettings`.
+  Returns:
+    (total, per_stack [S]): per stack, the batch mean of heatmap MSE + push_weight * push +
+    pull_weight * pull; total = sum over stacks (intermediate supervision) or the last stack.
+    The heatmap MSE is over every pixel and joint (mean over h, w, K), masked by `mask`, as in
+    the authors' code: joints unlabelled in an image are still trained towards zero.
+  """
+  k, h = settings.num_joints, settings.heatmap_size
+  kp = batch['keypoints']
+  heat, tags = split_outputs(outputs, k, settings.tag_dim)
+  target = targets.render_heatmaps(kp, (h, h), settings.stride, settings.sigma)
+  if 'mask' in batch:
+    weight = jnp.broadcast_to(batch['mask'][..., None], target.shape)
+  else:
+    weight = jnp.ones_like(target)
+  mse = losses.heatmap_mse(heat, target, weight, settings.foreground_weight)   # [B, S]
+  indices, valid = tag_targets(kp, (h, h), settings.stride)
+  person_tags = jax.vmap(gather_tags, in_axes=(1, None), out_axes=1)(tags, indices)
+  push_pull_fn = functools.partial(push_pull, form=settings.push_form,
+                                   margin=settings.push_margin)
+  push, pull = jax.vmap(push_pull_fn, in_axes=(1, None), out_axes=1)(person_tags, valid)
+  per_stack = (mse + settings.push_weight * push + settings.pull_weight * pull).mean(0)
+  total = per_stack.sum() if settings.intermediate_supervision else per_stack[-1]
+  return total, per_stack
