@@ -15,11 +15,14 @@ def get_config():
   c.optimizer.learning_rate = 2e-3
   c.optimizer.schedule = 'cosine'
   c.optimizer.warmup_steps = 100
+  # Weight of target pixels > 0 (the tutorial seed uses 82 for 64x64 maps; 20 for these 32x32
+  # maps): plain MSE stayed near PCKh 0.03 for 250 steps, this reached 0.20 (measured).
+  c.loss.foreground_weight = 20.0
   c.train.batch_size = 16
-  c.train.num_steps = 2500
+  c.train.num_steps = 1200
   c.train.log_every = 50
-  c.train.checkpoint_every = 500
-  c.train.eval_every = 500
+  c.train.checkpoint_every = 300
+  c.train.eval_every = 300
   c.train.num_workers = 1
   c.eval.batch_size = 50
   return c

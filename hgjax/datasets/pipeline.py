@@ -51,11 +51,16 @@ def train_iterator(config, process_index: int, process_count: int):
   if batch % process_count:
     raise ValueError(f'config.train.batch_size={batch} is not divisible by the '
                      f'{process_count} processes')
-  ds = train_source(config)
-  # Shuffle before sharding so every process draws from the same global permutation.
-  ds = ds.shuffle(seed=config.seed).repeat()
-  ds = ds[process_index::process_count]
-  ds = ds.batch(batch // process_count, drop_remainder=True)
+  local = batch // process_count
+  # One global permutation; process p reads block p of every global batch, so the assembled
+  # global batch is the one a single process would read, in the same order.
+  stream = train_source(config).shuffle(seed=config.seed).repeat()
+
+  def global_example(i):
+    return stream[(i // local) * batch + process_index * local + i % local]
+
+  ds = grain.MapDataset.range(len(stream) // process_count).map(global_example)
+  ds = ds.batch(local, drop_remainder=True)
   options = grain.ReadOptions(num_threads=config.train.num_workers,
                               prefetch_buffer_size=config.train.prefetch)
   return iter(ds.to_iter_dataset(options))
