@@ -49,6 +49,8 @@ def get_config() -> ml_collections.ConfigDict:
   m.num_outputs = 16
   m.stem_features = 128          # width of the stem residuals (paper: 128)
   m.dtype = 'float32'            # compute dtype: float32 | bfloat16 (params stay float32)
+  m.scan_stacks = False          # SHG: stacks 1..S-1 in one lax.scan (compile time/memory)
+  m.remat_stacks = False         # SHG: recompute scanned stacks in the backward pass (memory)
   m.increase = 128               # AE only: width added per hourglass level
   m.inner_increase = 128         # AE only: increase of the inner levels (official code: 128)
   m.batch_norm = True            # AE only (the SHG always has BatchNorm)

@@ -37,6 +37,8 @@ def split_outputs(outputs, num_joints: int, tag_dim: int):
   return heat, tags.reshape(tags.shape[:-1] + (k, tag_dim))
 
 
+# Module-level jit (nested jits inline): eager callers such as tests do not dispatch op by op.
+@functools.partial(jax.jit, static_argnames=('heatmap_size', 'stride'))
 def tag_targets(keypoints, heatmap_size: tuple, stride: int):
   """Where each joint reads its tag.
 
@@ -58,6 +60,7 @@ def tag_targets(keypoints, heatmap_size: tuple, stride: int):
   return jnp.where(valid, flat, 0).astype(jnp.int32), valid
 
 
+@jax.jit
 def gather_tags(tags, indices):
   """tags [B, h, w, K, D], indices [B, P, K] (from `tag_targets`) -> [B, P, K, D]."""
   b, h, w, k, d = tags.shape
@@ -67,6 +70,7 @@ def gather_tags(tags, indices):
   return picked.reshape(b, p, k, d)
 
 
+@functools.partial(jax.jit, static_argnames=('form', 'margin'))
 def push_pull(person_tags, valid, form: str = 'exp', margin: float = 1.0):
   """Push and pull losses of each image.
 
@@ -103,6 +107,7 @@ def push_pull(person_tags, valid, form: str = 'exp', margin: float = 1.0):
   return push, pull
 
 
+@functools.partial(jax.jit, static_argnames=('settings',))
 def ae_loss(outputs, batch, settings):
   """The AE training loss of every stack.
 

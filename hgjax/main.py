@@ -10,6 +10,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from hgjax import allocator
 from hgjax import distributed
 
 FLAGS = flags.FLAGS
@@ -35,4 +36,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  allocator.reexec_with('auto', 'hgjax.main')
   app.run(main)

@@ -15,7 +15,9 @@ def build_model(config: ml_collections.ConfigDict):
   if m.kind == 'shg':
     return hourglass.StackedHourglass(num_stacks=m.num_stacks, features=m.features,
                                       num_outputs=m.num_outputs, depth=m.depth,
-                                      dtype=dtype, stem_features=m.stem_features)
+                                      dtype=dtype, stem_features=m.stem_features,
+                                      scan_stacks=m.scan_stacks,
+                                      remat_stacks=m.remat_stacks)
   if m.kind == 'ae':
     from hgjax import ae_net
     return ae_net.AssociativeEmbeddingNet(

@@ -1,0 +1,115 @@
+"""Benchmark command: a tiny timed run produces sane numbers (speed itself is never asserted),
+FLOP counts agree with a count from the layer shapes, and the fast conv gradient used for speed
+equals XLA's own."""
+
+import json
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from hgjax import allocator
+from hgjax import bench
+from hgjax import hourglass
+from hgjax import models
+
+TINY = ['--nstack', '1', '--batch', '2', '--res', '64', '--features', '64', '--depth', '1',
+        '--steps', '2', '--warmup', '1']
+
+
+def _layer_macs(config) -> float:
+  """Multiply-adds of every Conv/Dense in one forward pass of one example, counted from the
+  kernel shapes and the output sizes seen at call time (independent of XLA)."""
+  model = models.build_model(config)
+  size = config.dataset.image_size
+  x = jnp.zeros((1, size, size, 3))
+  macs = []
+
+  def count(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if isinstance(context.module, (nn.Conv, nn.Dense)) and context.method_name == '__call__':
+      kernel = context.module.variables['params']['kernel']
+      macs.append(np.prod(out.shape[:-1]) * np.prod(kernel.shape))
+    return out
+
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  with nn.intercept_methods(count):
+    jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
+  return float(sum(macs))
+
+
+def test_tiny_train_run_writes_consistent_json(tmp_path, capsys):
+  out = tmp_path / 'r.json'
+  assert bench.main(TINY + ['--mode', 'train', '--json', str(out)]) == 0
+  r = json.loads(out.read_text())
+  for key in ('examples_per_s', 'step_s', 'step_s_min', 'step_s_max', 'gflop_per_example',
+              'gflop_per_example_forward', 'gflop_per_example_train', 'achieved_gflop_s',
+              'peak_rss_mib', 'devices', 'jax_version'):
+    assert key in r, key
+  assert r['steps'] == 2
+  assert 0 < r['step_s_min'] <= r['step_s'] <= r['step_s_max']
+  assert r['examples_per_s'] == pytest.approx(2 / r['step_s'])
+  assert r['achieved_gflop_s'] == pytest.approx(r['gflop_per_example'] * r['examples_per_s'])
+  assert r['gflop_per_example'] == r['gflop_per_example_train']
+  # Backward costs about twice the forward (minus the unneeded image gradient), plus the
+  # optimizer and loss: the train step is 2.5-3.5 forward passes.
+  ratio = r['gflop_per_example_train'] / r['gflop_per_example_forward']
+  assert 2.5 < ratio < 3.5
+  config = bench.make_config('shg', 1, 2, 64, 'float32', 64, 1)
+  expected = 2 * _layer_macs(config) / 1e9
+  # XLA also counts BatchNorm, ReLU and adds, but skips the zero-padding taps of convolutions
+  # (at 64 px the 7x7 stem loses ~9 %): within 10 % of the kernel-shape count.
+  assert 0.9 * expected < r['gflop_per_example_forward'] < 1.1 * expected
+  assert r['peak_rss_mib'] > 50
+  assert r['jax_version'] == jax.__version__
+  assert len(r['devices']) == jax.device_count()
+  assert 'examples_per_s' in capsys.readouterr().out
+
+
+def test_tiny_infer_run(tmp_path):
+  out = tmp_path / 'r.json'
+  assert bench.main(TINY + ['--mode', 'infer', '--json', str(out)]) == 0
+  r = json.loads(out.read_text())
+  assert r['gflop_per_example'] == r['gflop_per_example_forward'] > 0
+  assert r['step_s_min'] <= r['step_s'] <= r['step_s_max']
+
+
+def test_jemalloc_env_preloads_once(monkeypatch):
+  monkeypatch.setattr(allocator, 'find_jemalloc', lambda: '/lib/libjemalloc.so.2')
+  env = allocator.jemalloc_env({'LD_PRELOAD': '/lib/other.so', 'PATH': '/bin'})
+  assert env['LD_PRELOAD'] == '/lib/libjemalloc.so.2:/lib/other.so'
+  assert 'dirty_decay_ms:-1' in env['MALLOC_CONF'] and env['PATH'] == '/bin'
+  assert allocator.jemalloc_env(env) is None             # already preloaded: no re-exec loop
+  monkeypatch.setattr(allocator, 'find_jemalloc', lambda: None)
+  assert allocator.jemalloc_env({}) is None
+
+
+@pytest.mark.parametrize('kernel,stride,padding,dtype', [
+    (3, 1, ((1, 1), (1, 1)), jnp.float32),
+    (7, 2, ((3, 3), (3, 3)), jnp.float32),
+    (3, 2, 'SAME', jnp.float32),
+    (3, 1, ((1, 1), (1, 1)), jnp.bfloat16),
+])
+def test_fast_conv_gradient_equals_xla(kernel, stride, padding, dtype):
+  x = jax.random.normal(jax.random.key(0), (2, 11, 13, 5)).astype(dtype)
+  w = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 6)).astype(dtype)
+  args = ((stride, stride), padding)
+  dims = ('NHWC', 'HWIO', 'NHWC')
+
+  def loss(conv):
+    return lambda x, w: jnp.sin(conv(x, w, *args, dimension_numbers=dims)
+                                .astype(jnp.float32)).sum()
+
+  np.testing.assert_array_equal(
+      hourglass.conv_general_dilated(x, w, *args, dimension_numbers=dims),
+      lax.conv_general_dilated(x, w, *args, dimension_numbers=dims))
+  got = jax.grad(loss(hourglass.conv_general_dilated), (0, 1))(x, w)
+  want = jax.grad(loss(lax.conv_general_dilated), (0, 1))(x, w)
+  tol = 1e-5 if dtype == jnp.float32 else 2e-2
+  for g, ref in zip(got, want, strict=True):
+    assert g.dtype == ref.dtype == dtype
+    g, ref = np.asarray(g, np.float32), np.asarray(ref, np.float32)
+    assert np.abs(g - ref).max() <= tol * np.abs(ref).max()
