@@ -86,6 +86,12 @@ def get_config() -> ml_collections.ConfigDict:
   tr.checkpoint_every = 2_000
   tr.keep_checkpoints = 3
   tr.eval_every = 10_000
+  # Training-time budget in minutes, 0 = none (train.num_steps is then only a cap). Training
+  # time is the wall time of the training steps, summed over resumed sessions; compilation (the
+  # first step of each session), evaluation and checkpointing do not count. Checked at every
+  # log step (train.log_every): when spent, training stops there, saves a checkpoint and
+  # evaluates; rerunning a finished run does nothing. Used for equal-time ablations.
+  tr.max_minutes = 0.0
   tr.on_nonfinite = 'error'      # error | skip (skip the update and count it)
   tr.num_workers = 4             # host threads of the input pipeline
   tr.prefetch = 2                # batches

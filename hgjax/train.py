@@ -15,6 +15,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax.training import train_state
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -224,6 +225,41 @@ class _Preemption:
       signal.signal(sig, handler)
 
 
+class _TrainClock:
+  """Training time (`config.train.max_minutes`): wall time of the training steps, summed over
+  sessions; the caller stops it around compilation, checkpointing and evaluation."""
+
+  def __init__(self, config, workdir: str, start: int):
+    self.budget_s = 60.0 * config.train.max_minutes
+    self.before_s = 0.0       # earlier sessions: the last train/time_s logged at or before start
+    self._t = None
+    if start and (Path(workdir) / 'metrics.jsonl').exists():
+      for row in metric_writer.read_metrics(workdir):
+        if row['step'] <= start and 'train/time_s' in row:
+          self.before_s = row['train/time_s']
+
+  def start(self) -> None:
+    self._t = time.perf_counter()
+
+  def stop(self) -> None:
+    if self._t is not None:
+      self.before_s += time.perf_counter() - self._t
+      self._t = None
+
+  @property
+  def seconds(self) -> float:
+    return self.before_s + (time.perf_counter() - self._t if self._t is not None else 0.0)
+
+  def spent(self) -> bool:
+    """Whether the budget is used up; process 0's clock decides for every process."""
+    if self.budget_s <= 0:
+      return False
+    spent = self.seconds >= self.budget_s
+    if jax.process_count() > 1:
+      spent = bool(multihost_utils.broadcast_one_to_all(np.int32(spent)))
+    return spent
+
+
 def _format_eta(seconds: float) -> str:
   seconds = int(max(0, seconds))
   return f'{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
@@ -233,7 +269,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
 
   Resume order: own checkpoint in workdir, else `config.init_checkpoint`, else scratch.
-  Returns the last evaluation's metrics (plus the final training metrics).
+  Stops after `config.train.num_steps` steps or `config.train.max_minutes` of training time,
+  whichever comes first (the last step saves a checkpoint and evaluates).
+  Returns the last evaluation's metrics ({} if this call ran none).
   """
   config_check.validate(config)
   mesh = make_mesh()
@@ -268,6 +306,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   pending, eval_metrics = [], {}
   t_log, wait_s, step = time.perf_counter(), 0.0, start
   t_start = t_log
+  clock = _TrainClock(config, workdir, start)
+  if clock.spent():
+    print(f'training-time budget of {config.train.max_minutes} min already spent at step '
+          f'{start}: nothing to do', flush=True)
+    writer.close()
+    return {}
   with _Preemption() as preempt:
     while step < num_steps:
       t0 = time.perf_counter()
@@ -275,6 +319,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       wait_s += time.perf_counter() - t0
       state, metrics = step_fn(state, global_batch(local, mesh))
       step += 1
+      if step == start + 1:       # the training clock starts after the compiling first step
+        jax.block_until_ready(metrics)
+        clock.start()
       pending.append(metrics)
       last = step == num_steps
       if step % config.train.log_every == 0 or last or preempt.requested:
@@ -285,6 +332,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         values['train/examples_per_s'] = len(pending) * batch_size / (now - t_log)
         values['train/input_wait_fraction'] = wait_s / (now - t_log)
         values['train/nonfinite_steps'] = int(state.nonfinite_count)
+        values['train/time_s'] = clock.seconds
+        if not last and clock.spent():
+          last = True
+          print(f'training-time budget of {config.train.max_minutes} min spent at step {step}',
+                flush=True)
         writer.scalars(step, values)
         eta = (num_steps - step) * (now - t_start) / max(1, step - start)
         print(f'step {step}/{num_steps} loss {values["train/loss"]:.5f} '
@@ -292,6 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
               f'input wait {100 * values["train/input_wait_fraction"]:.1f}% '
               f'ETA {_format_eta(eta)}', flush=True)
         pending, t_log, wait_s = [], now, 0.0
+      clock.stop()
       if step % config.train.checkpoint_every == 0 or last or preempt.requested:
         checkpoints.save(mngr, step, state, config_json, train_iter)
       if preempt.requested:
@@ -303,6 +356,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         eval_metrics = evaluator.run(state, step, writer, workdir)
         print(f'step {step} ' + ' '.join(f'{k} {v:.4f}' for k, v in eval_metrics.items()),
               flush=True)
+      if last:
+        break
+      clock.start()
   writer.close()
   return dict(eval_metrics)
 
