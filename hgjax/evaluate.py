@@ -132,6 +132,10 @@ class SinglePersonEvaluator:
     self._log_images(step, writer, preds, heat)
     if self.config.eval.write_predictions and jax.process_index() == 0:
       pckh.save_mpii_predictions(Path(workdir) / f'predictions_step{step}.mat', preds)
+      if self.config.dataset.name == 'mpii':   # also in the MPII benchmark's `pred` structure
+        from hgjax import mpii_submission
+        mpii_submission.save_eval_split(Path(workdir) / f'pred_keypoints_mpii_step{step}.mat',
+                                        preds, self.config)
     return metrics
 
   def _log_images(self, step, writer, preds, heat):

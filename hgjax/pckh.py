@@ -8,9 +8,15 @@ and thorax), i.e. it is the per-joint mean weighted by the number of annotated j
 `Mean_unweighted` is the plain mean of the 14 rates; `Mean@0.1` is `Mean` at t = 0.1 exactly.
 
 Coordinates are 0-based in memory; MATLAB-origin files (.mat, Princeton .h5, the shared JSON)
-are 1-based and converted on load (and back by `save_mpii_predictions`).
+are 1-based and converted on load (and back by `save_mpii_predictions`). hgjax's own MPII
+validation split (a tfds data_dir holding the built `hgjax_mpii`) is stored 0-based and read
+as is. The files hgjax's MPII evaluation writes (`predictions_step*.mat`: `preds` [N, 16, 2];
+`pred_keypoints_mpii_step*.mat`: the MPII submission structure, see `hgjax.mpii_submission`)
+are 1-based and list the persons in `person_index` order, i.e. the order of the data_dir
+ground truth and of gt_valid.mat.
 
   python -m hgjax.pckh --gt gt_valid.mat --pred preds.mat [--pred_key KEY] [--json]
+  python -m hgjax.pckh --gt data --pred runs/mpii/predictions_step1000.mat [--json]
 """
 
 import argparse
@@ -24,6 +30,8 @@ import numpy as np
 from hgjax import skeleton
 
 NUM_JOINTS = 16
+TFDS_NAME = 'hgjax_mpii'   # the builder of hgjax.datasets.mpii (not imported: it needs cv2)
+TFDS_SPLIT = 'validation'
 HEAD_BOX_FACTOR = 0.6  # 'SC_BIAS' of the reference code: head size = 0.6 x box diagonal
 COLUMNS = tuple(name for name, _ in skeleton.MPII_PCKH_GROUPS)
 TABLE_KEYS = COLUMNS + ('Mean', 'Mean@0.1')
@@ -122,16 +130,48 @@ def _load_json(path):
     raise ValueError(f'{path}: not valid JSON ({e})') from e
 
 
+def load_tfds_ground_truth(data_dir, split: str = TFDS_SPLIT) -> MpiiGroundTruth:
+  """Reads split `split` of hgjax's own `hgjax_mpii` under the tfds `data_dir`, in
+  `person_index` order (the order of gt_valid.mat and of hgjax's prediction files).
+
+  Stored 0-based already: keypoints [N, 16, 3] (v = 0 not annotated -> missing), head_box
+  [N, 2, 2].
+  """
+  import tensorflow_datasets as tfds  # Imported here: slow, and only this form needs it.
+  try:
+    source = tfds.data_source(TFDS_NAME, split=split, data_dir=str(data_dir))
+  except Exception as e:   # tfds raises assorted types for a missing dataset or split
+    raise ValueError(f'{data_dir}: cannot read split {split!r} of {TFDS_NAME} '
+                     f'({type(e).__name__}: {e}); build it with `python -m hgjax.datasets.build '
+                     f'mpii --manual_dir DIR --data_dir {data_dir}`') from e
+  fields = ('person_index', 'keypoints', 'head_box', 'has_head_box')
+  rows = sorted((tuple(source[i][k] for k in fields) for i in range(len(source))),
+                key=lambda r: int(r[0]))
+  if not rows:
+    raise ValueError(f'{data_dir}: split {split!r} of {TFDS_NAME} is empty')
+  index, keypoints, head_box, has_head_box = (np.stack(c) for c in zip(*rows, strict=True))
+  if not has_head_box.all():
+    raise ValueError(f'{data_dir}: split {split!r} of {TFDS_NAME} has no head box for '
+                     f'person_index {index[~has_head_box][:5].tolist()} (PCKh needs them; build '
+                     'it with gt_valid.mat present)')
+  keypoints = keypoints.astype(np.float64)
+  return MpiiGroundTruth(keypoints[..., :2], keypoints[..., 2] <= 0,
+                         head_box.astype(np.float64))
+
+
 def load_ground_truth(path) -> MpiiGroundTruth:
   """Reads MPII validation ground truth (converted to 0-based).
 
   Forms:
+    directory: a tfds data_dir holding hgjax's `hgjax_mpii` (`load_tfds_ground_truth`).
     .mat (gt_valid.mat / detections_our_format.mat): `pos_gt_src` [16, 2, N], `jnt_missing`
       [16, N] (1 = not annotated), `headboxes_src` [2, 2, N]; 1-based.
     .json (mpii_valid_gt.shared_candidate.json): {"persons": [{"joints" [16][2],
       "joints_missing" [16], "headbox" [[x1, y1], [x2, y2]]}, ...]}; 1-based.
   """
   path = Path(path)
+  if path.is_dir():
+    return load_tfds_ground_truth(path)
   if path.suffix == '.json':
     data = _load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get('persons'), list):
@@ -171,8 +211,9 @@ def load_predictions(path, pred_key: str | None = None) -> np.ndarray:
   """Reads MPII predictions [N, 16, 2] (converted to 0-based).
 
   Forms (all 1-based):
-    .mat: `preds` [N, 16, 2] (pytorch-pose/HRNet, `save_mpii_predictions`) or else
-      `pos_pred_src` [16, 2, N] (gt_valid-style files with predictions).
+    .mat: `preds` [N, 16, 2] (pytorch-pose/HRNet, `save_mpii_predictions`), else
+      `pos_pred_src` [16, 2, N] (gt_valid-style files with predictions), else `pred`, the MPII
+      submission annolist (`hgjax.mpii_submission.load_submission`).
     .h5/.hdf5: `preds` [N, 16, 2] (Princeton pose-hg-train/-demo).
     .json: {"preds": {KEY: [N][16][2], ...}} (choose KEY with `pred_key`), {"preds": [N][16][2]}
       or a bare [N][16][2] list.
@@ -209,10 +250,14 @@ def load_predictions(path, pred_key: str | None = None) -> np.ndarray:
       value = _field(data, path, 'pos_pred_src', '[16, 2, N]',
                      lambda s: len(s) == 3 and s[:2] == (NUM_JOINTS, 2))
       preds = value.transpose(2, 0, 1)
+    elif 'pred' in data:
+      from hgjax import mpii_submission
+      return mpii_submission.load_submission(path)
     else:
       fields = sorted(k for k in data if not k.startswith('__'))
-      raise ValueError(f'{path}: no prediction field: expected \'preds\' [N, 16, 2] or '
-                       f'\'pos_pred_src\' [16, 2, N]; fields: {fields}')
+      raise ValueError(f'{path}: no prediction field: expected \'preds\' [N, 16, 2], '
+                       f'\'pos_pred_src\' [16, 2, N] or \'pred\' (MPII submission annolist); '
+                       f'fields: {fields}')
   return preds - 1.0
 
 
@@ -243,16 +288,19 @@ def evaluate_files(gt_path, pred_path, pred_key: str | None = None) -> tuple[dic
   preds = load_predictions(pred_path, pred_key)
   if len(preds) != len(gt.joints):
     raise ValueError(f'{pred_path} has {len(preds)} persons but {gt_path} has '
-                     f'{len(gt.joints)}: predictions must follow the ground-truth order')
+                     f'{len(gt.joints)}: predictions must follow the ground-truth order '
+                     'and cover it (hgjax evaluation: eval.num_examples = -1)')
   return pckh_table(preds, gt.joints, gt.missing, gt.headbox), len(preds)
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog='python -m hgjax.pckh', description=__doc__.split('\n')[0])
   parser.add_argument('--gt', required=True,
-                      help='ground truth: gt_valid-style .mat or the shared validation JSON')
+                      help='ground truth: gt_valid-style .mat, the shared validation JSON, or a '
+                           'tfds data_dir with hgjax_mpii (its validation split)')
   parser.add_argument('--pred', required=True,
-                      help='predictions: .mat (preds or pos_pred_src), Princeton .h5, or JSON')
+                      help='predictions: .mat (preds, pos_pred_src or the MPII submission '
+                           'pred), Princeton .h5, or JSON')
   parser.add_argument('--pred_key', default=None,
                       help='prediction set inside a JSON {"preds": {KEY: ...}} file')
   parser.add_argument('--json', action='store_true', help='print one JSON object')
