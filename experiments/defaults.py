@@ -86,6 +86,7 @@ def get_config() -> ml_collections.ConfigDict:
   tr.checkpoint_every = 2_000
   tr.keep_checkpoints = 3
   tr.eval_every = 10_000
+  tr.eval_at_start = False       # also evaluate the initial model (step 0)
   # Training-time budget in minutes, 0 = none (train.num_steps is then only a cap). Training
   # time is the wall time of the training steps, summed over resumed sessions; compilation (the
   # first step of each session), evaluation and checkpointing do not count. Checked at every

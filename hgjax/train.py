@@ -312,6 +312,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           f'{start}: nothing to do', flush=True)
     writer.close()
     return {}
+  if start == 0 and config.train.eval_at_start:
+    eval_metrics = evaluator.run(state, 0, writer, workdir)
   with _Preemption() as preempt:
     while step < num_steps:
       t0 = time.perf_counter()
