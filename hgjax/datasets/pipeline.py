@@ -1,9 +1,9 @@
 """grain input pipelines: training iterators of numpy batches, checkpointable.
 
-Every source is a `grain.MapDataset` of examples; the training pipeline shards it by process,
-shuffles with the config seed, repeats, maps (decode + augment, deterministic per index),
-batches and prefetches with host threads. The iterator's state is saved in checkpoints, so a
-resumed run sees exactly the batches an uninterrupted run would have seen.
+Every source is a `grain.MapDataset` of examples (decode + augment, deterministic per index);
+the training pipeline shuffles it with the config seed, repeats, gives process p block p of
+every global batch, batches and prefetches with host threads. The iterator's state is saved
+in checkpoints, so a resumed run sees exactly the batches an uninterrupted run would have seen.
 
 Batch layout (numpy): image uint8 [B, H, W, 3]; keypoints float32 [B, P, K, 3] (x, y, v) in
 input pixels; for multi-person data also mask float32 [B, h, w] (1 = supervise).
