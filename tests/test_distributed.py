@@ -10,8 +10,10 @@ gate changes every gradient below it by ~5e-4 relative. At Adam lr 1e-3 the traj
 part at ~10x per step (more gates flip as the parameters move apart): 6e-3 relative loss
 difference by step 9, for 1 vs 2 devices as for 1 vs 2 processes. At constant lr 1e-4 the
 largest difference is ~2e-7 (no flip), and a flip at lr 2e-4 gave 2e-5 (measured): the
-comparison then tests the data-parallel machinery, not float32 chaos. The loss settings are
-pinned too, so re-tuning the synthetic default does not change this test.
+comparison then tests the data-parallel machinery, not float32 chaos. It is still training:
+by step 10 the loss is 2.7% below that of the same batches without updates (measured), 270x
+the tolerance. The loss settings are pinned too, so re-tuning the synthetic default does not
+change this test.
 """
 
 import os
