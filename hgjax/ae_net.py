@@ -96,6 +96,8 @@ class AssociativeEmbeddingNet(nn.Module):
   depth: int = 4
   dtype: Any = jnp.float32
   inner_increase: int = OFFICIAL_INNER_INCREASE
+  # Stem widths: stem_features // 2, then stem_features (official: 64, 128).
+  stem_features: int = 128
 
   @nn.compact
   def __call__(self, images, train: bool):
@@ -103,10 +105,11 @@ class AssociativeEmbeddingNet(nn.Module):
     block = functools.partial(ConvBlock, dtype=dt)
     bn = self.batch_norm
     x = images.astype(dt)
-    x = block(64, kernel_size=7, strides=2, batch_norm=bn, name='stem_conv1')(x, train)
-    x = block(128, batch_norm=bn, name='stem_conv2')(x, train)
+    stem = self.stem_features
+    x = block(stem // 2, kernel_size=7, strides=2, batch_norm=bn, name='stem_conv1')(x, train)
+    x = block(stem, batch_norm=bn, name='stem_conv2')(x, train)
     x = max_pool_2x2(x)
-    x = block(128, batch_norm=bn, name='stem_conv3')(x, train)
+    x = block(stem, batch_norm=bn, name='stem_conv3')(x, train)
     x = block(self.features, batch_norm=bn, name='stem_conv4')(x, train)
     preds = []
     for i in range(self.num_stacks):

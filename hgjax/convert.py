@@ -78,7 +78,7 @@ _WRAPPER_PREFIXES = ('module.', 'model.')
 _MAX_LISTED = 30
 
 CONFIG_KEYS = ('kind', 'num_stacks', 'features', 'num_outputs', 'depth', 'increase',
-               'inner_increase', 'batch_norm')
+               'inner_increase', 'batch_norm', 'stem_features')
 
 
 # ----------------------------------------------------------------------------- names, layouts
@@ -174,7 +174,7 @@ def infer_architecture(state_dict: Mapping) -> dict:
   """Architecture of an official SHG or AE state dict, from tensor names and shapes only.
 
   Returns {'kind': 'shg'|'ae', 'num_stacks', 'features', 'num_outputs', 'depth', 'increase'
-  (outermost hourglass level), 'inner_increase' (the inner levels), 'batch_norm'}.
+  (outermost hourglass level), 'inner_increase' (the inner levels), 'batch_norm', 'stem_features'}.
   """
   sd = _strip_wrappers(state_dict)
   stacks = {int(m.group(1)) for k in sd if (m := re.match(r'outs\.(\d+)\.', k))}
@@ -188,12 +188,14 @@ def infer_architecture(state_dict: Mapping) -> dict:
     depth = _depth(sd, hg)
     low1 = 'conv3.conv.weight'
     batch_norm = True
+    stem = _shape_of(sd, 'pre.1.conv3.conv.weight', 'stem width')[0]
   else:
     kind, hg = 'ae', 'features.0.0.'
     features = _shape_of(sd, 'pre.4.conv.weight', 'width')[0]
     depth = _depth(sd, hg)
     low1 = 'conv.weight'
     batch_norm = 'pre.0.bn.weight' in sd
+    stem = _shape_of(sd, 'pre.1.conv.weight', 'stem width')[0]
   increase = _shape_of(sd, f'{hg}low1.{low1}', 'increase')[0] - features
   if depth > 1:
     inner = _shape_of(sd, f'{hg}low2.low1.{low1}', 'inner increase')[0]
@@ -203,7 +205,7 @@ def infer_architecture(state_dict: Mapping) -> dict:
     inner_increase = OFFICIAL_INNER_INCREASE if kind == 'ae' else 0
   return {'kind': kind, 'num_stacks': max(stacks) + 1, 'features': features,
           'num_outputs': num_outputs, 'depth': depth, 'increase': increase,
-          'inner_increase': inner_increase, 'batch_norm': batch_norm}
+          'inner_increase': inner_increase, 'batch_norm': batch_norm, 'stem_features': stem}
 
 
 def build_model(arch: Mapping, dtype=jnp.float32) -> nn.Module:
@@ -221,12 +223,13 @@ def build_model(arch: Mapping, dtype=jnp.float32) -> nn.Module:
       extra['increase'] = arch['increase']
     return StackedHourglass(num_stacks=arch['num_stacks'], features=arch['features'],
                             num_outputs=arch['num_outputs'], depth=arch['depth'], dtype=dtype,
-                            **extra)
+                            stem_features=arch['stem_features'], **extra)
   if arch['kind'] == 'ae':
     return AssociativeEmbeddingNet(
         num_stacks=arch['num_stacks'], features=arch['features'], increase=arch['increase'],
         num_outputs=arch['num_outputs'], batch_norm=arch['batch_norm'], depth=arch['depth'],
-        dtype=dtype, inner_increase=arch['inner_increase'])
+        dtype=dtype, inner_increase=arch['inner_increase'],
+        stem_features=arch['stem_features'])
   raise ValueError(f'unknown model kind {arch["kind"]!r}')
 
 

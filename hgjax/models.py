@@ -23,5 +23,6 @@ def build_model(config: ml_collections.ConfigDict):
     return ae_net.AssociativeEmbeddingNet(
         num_stacks=m.num_stacks, features=m.features, increase=m.increase,
         inner_increase=m.inner_increase, num_outputs=m.num_outputs,
-        batch_norm=m.batch_norm, depth=m.depth, dtype=dtype)
+        batch_norm=m.batch_norm, depth=m.depth, dtype=dtype,
+        stem_features=m.stem_features)
   raise ValueError(f"config.model.kind={m.kind!r}; valid: 'shg', 'ae'")

@@ -90,7 +90,7 @@ def test_round_trip_stacked_hourglass_of_another_shape():
   assert sd['merge_preds.1.conv.conv.weight'].shape == (32, 5, 1, 1)
   assert convert.infer_architecture(sd) == {
       'kind': 'shg', 'num_stacks': 3, 'features': 32, 'num_outputs': 5, 'depth': 3,
-      'increase': 0, 'inner_increase': 0, 'batch_norm': True}
+      'increase': 0, 'inner_increase': 0, 'batch_norm': True, 'stem_features': 128}
   wrapped = {f'model.module.{k}': v for k, v in sd.items()}  # DataParallel in a trainer
   converted_model, converted = convert.convert_state_dict(wrapped)
   assert converted_model == model
@@ -99,12 +99,13 @@ def test_round_trip_stacked_hourglass_of_another_shape():
 
 def test_round_trip_ae_with_batch_norm():
   model = AssociativeEmbeddingNet(num_stacks=2, features=16, increase=4, num_outputs=6,
-                                  batch_norm=True, depth=2, inner_increase=12)
+                                  batch_norm=True, depth=2, inner_increase=12,
+                                  stem_features=32)
   variables = _random_variables(model, 16, seed=2)
   sd = convert.to_official_state_dict(variables)
   assert convert.infer_architecture(sd) == {
       'kind': 'ae', 'num_stacks': 2, 'features': 16, 'num_outputs': 6, 'depth': 2,
-      'increase': 4, 'inner_increase': 12, 'batch_norm': True}
+      'increase': 4, 'inner_increase': 12, 'batch_norm': True, 'stem_features': 32}
   converted_model, converted = convert.convert_state_dict(sd)
   assert converted_model == model
   _assert_trees_equal(converted, variables)
