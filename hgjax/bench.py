@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -234,12 +235,61 @@ def torch_conv_peak(args, b: int, h: int, c: int, steps: int) -> float:
   return conv3x3_flops(b, h, c) / json.loads(out.strip().splitlines()[-1])['step_s'] / 1e9
 
 
+def _thunk_categories(hlo_text: str) -> dict:
+  """Instruction name -> category for the thunks of a compiled XLA:CPU program."""
+  out = {}
+  for line in hlo_text.split('\n'):
+    m = re.match(r'\s*(?:ROOT )?%([\w.\-]+) = \S+ ([\w\-]+)\(', line)
+    if not m:
+      continue
+    name, op = m.groups()
+    if '"kind":"__ynn_fusion"' in line or '"kind":"__xnn_fusion"' in line:
+      cat = 'library fusion (dot/conv)'
+    elif op in ('dot', 'convolution'):
+      cat = f'xla {op} (Eigen)'
+    elif op == 'fusion':
+      kind = re.search(r'kind=k(\w+)', line).group(1).lower()
+      cat = ('transpose/copy' if 'copy' in name or 'transpose' in name
+             else 'pad/slice (im2col taps)' if 'pad_slice' in name
+             else f'{kind} fusion (BN, ReLU, adds, reductions)')
+    else:
+      cat = op
+    out[name] = cat
+  return out
+
+
+def thunk_profile(run, hlo_text: str) -> dict:
+  """Runs `run()` once under the JAX profiler and sums the XLA:CPU thunk durations by
+  category (milliseconds, summed over threads). Thunks that complete asynchronously (Eigen
+  dots and convolutions) are counted up to their launch only."""
+  import tempfile
+
+  import jax
+  from jax.profiler import ProfileData
+  cats = _thunk_categories(hlo_text)
+  with tempfile.TemporaryDirectory() as d:
+    jax.profiler.start_trace(d)
+    run()
+    jax.profiler.stop_trace()
+    (path,) = Path(d).glob('**/*.xplane.pb')
+    data = ProfileData.from_file(str(path))
+  totals = {}
+  for plane in data.planes:
+    for line in plane.lines:
+      for ev in line.events:
+        if ev.name in cats:
+          totals[cats[ev.name]] = totals.get(cats[ev.name], 0.0) + ev.duration_ns / 1e6
+  return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
 def bench_step(args) -> dict:
   import jax
   config = make_config(args.model, args.nstack, args.batch, args.res, args.dtype, args.features,
                        args.depth)
-  config.model.scan_stacks = bool(args.scan_stacks)
-  config.model.remat_stacks = bool(args.remat_stacks)
+  if args.scan_stacks is not None:
+    config.model.scan_stacks = bool(args.scan_stacks)
+  if args.remat_stacks is not None:
+    config.model.remat_stacks = bool(args.remat_stacks)
   bench = StepBench(config, args.mode)
   bench.time(args.warmup)
   rounds = args.rounds if args.peer else 1
@@ -256,7 +306,8 @@ def bench_step(args) -> dict:
     if rounds > 1:
       print(line, flush=True)
   result = {'model': args.model, 'nstack': args.nstack, 'batch': args.batch, 'mode': args.mode,
-            'res': args.res, 'dtype': args.dtype, 'steps': len(ours),
+            'res': args.res, 'dtype': args.dtype, 'scan_stacks': config.model.scan_stacks,
+            'remat_stacks': config.model.remat_stacks, 'steps': len(ours),
             **_summary(ours, args.batch),
             'gflop_per_example_forward': bench.forward_flops / 1e9,
             'gflop_per_example_train': bench.train_flops / 1e9}
@@ -265,6 +316,8 @@ def bench_step(args) -> dict:
   result['achieved_gflop_s'] = result['gflop_per_example'] * result['examples_per_s']
   result.update(compile_s=bench.compile_s, peak_rss_mib=peak_rss_mib(),
                 rss_mib=current_rss_mib())
+  if args.profile:
+    result['profile_ms'] = thunk_profile(bench.step, bench.compiled_text)
   if args.conv_peak:
     result['conv3x3_peak_gflop_s'] = xla_conv_peak(args.batch, args.res // 4, 128, 10)
     result['mfu'] = result['achieved_gflop_s'] / result['conv3x3_peak_gflop_s']
@@ -323,15 +376,68 @@ def bench_pipeline(args) -> dict:
           'peak_rss_mib': peak_rss_mib(), **_environment(jax)}
 
 
+def synthetic_ae_maps(rng, size: int, people: int, joints: int, tag_dim: int):
+  """AE network outputs for one image: `people` people with every joint visible, so that
+  each joint has `people` separate peaks above any threshold below 0.25.
+
+  Each joint's peaks sit in distinct 8 x 8 px cells (jittered by up to 1 px), so no two
+  merge. Returns heatmaps [size, size, joints] float32 (Gaussian peaks of height 0.3-1 and
+  sigma 2 px on noise below 0.05) and tags [size, size, joints, tag_dim] float32 (person p's
+  tag is 2 p + N(0, 0.1) within 3 px of its joints, N(0, 3) elsewhere).
+  """
+  cells = size // 8
+  if people > cells * cells:
+    raise ValueError(f'--people {people}: at most {cells * cells} fit a {size} px heatmap')
+  yy, xx = np.mgrid[:size, :size].astype(np.float32)
+  heat = rng.uniform(0, 0.05, (size, size, joints)).astype(np.float32)
+  tags = rng.normal(0, 3, (size, size, joints, tag_dim)).astype(np.float32)
+  for k in range(joints):
+    cell = rng.choice(cells * cells, people, replace=False)
+    centres = 8 * np.stack([cell % cells, cell // cells], -1) + 4 + rng.uniform(-1, 1, (people, 2))
+    for p, (u, v) in enumerate(centres):
+      d2 = (xx - u) ** 2 + (yy - v) ** 2
+      heat[..., k] = np.maximum(heat[..., k], rng.uniform(0.3, 1.0) * np.exp(-d2 / 8))
+      near = d2 < 9
+      tags[near, k] = 2.0 * p + rng.normal(0, 0.1, (int(near.sum()), tag_dim))
+  return heat, tags
+
+
 def bench_grouping(args) -> dict:
-  from hgjax import grouping  # noqa: F401  (written elsewhere; the benchmark follows it)
-  raise SystemExit('--grouping: not implemented yet')
+  """Milliseconds per image of `grouping.group` (host AE decoding) on synthetic outputs of
+  the COCO AE config: `--people` people (= candidates per joint, capped by grouping.top_k)."""
+  from experiments import coco_ae
+  from hgjax import grouping
+  config = coco_ae.get_config()
+  params = grouping.GroupingParams.from_config(config)
+  size = config.dataset.image_size // config.dataset.heatmap_stride
+  k = config.dataset.num_joints
+  d = config.model.tag_dim * (2 if config.eval.flip_test else 1)
+  rng = np.random.default_rng(0)
+  images = [synthetic_ae_maps(rng, size, args.people, k, d) for _ in range(args.images)]
+  loc, _, _ = grouping.candidates(*images[0], params.top_k, params.detection_threshold)
+  counts = [len(c) for c in loc]
+  for heat, tags in images[:args.warmup]:
+    grouping.group(heat, tags, params)
+  times, found = [], []
+  for heat, tags in images:
+    t = time.perf_counter()
+    people, _ = grouping.group(heat, tags, params)
+    times.append(time.perf_counter() - t)
+    found.append(int((people[..., 2] > 0).all(-1).sum()))
+  import jax
+  return {'grouping_ms_per_image': 1e3 * statistics.median(times),
+          'grouping_ms_min': 1e3 * min(times), 'grouping_ms_max': 1e3 * max(times),
+          'images': args.images, 'heatmap_size': size, 'joints': k, 'tag_dim': d,
+          'people': args.people, 'top_k': params.top_k,
+          'candidates_per_joint': statistics.median(counts),
+          'people_found_median': statistics.median(found), **_environment(jax)}
 
 
 def _print_table(result: dict) -> None:
   rows = [(k, v) for k, v in result.items() if not isinstance(v, (dict, list))]
   if 'peer' in result:
     rows += [(f'peer_{k}', v) for k, v in result['peer'].items() if not isinstance(v, list)]
+  rows += [(f'profile_ms {k}', v) for k, v in result.get('profile_ms', {}).items()]
   width = max(len(k) for k, _ in rows)
   for k, v in rows:
     print(f'{k:<{width}}  {v:.4g}' if isinstance(v, float) else f'{k:<{width}}  {v}')
@@ -347,10 +453,12 @@ def parse_args(argv):
   p.add_argument('--dtype', choices=['float32', 'bfloat16'], default='float32')
   p.add_argument('--features', type=int, help='network width (default: the config\'s)')
   p.add_argument('--depth', type=int, help='hourglass levels (default: the config\'s)')
-  p.add_argument('--scan_stacks', type=int, choices=[0, 1], default=1,
-                 help='config.model.scan_stacks (one compiled stack in a lax.scan)')
-  p.add_argument('--remat_stacks', type=int, choices=[0, 1], default=0,
-                 help='config.model.remat_stacks (recompute stacks in the backward pass)')
+  p.add_argument('--scan_stacks', type=int, choices=[0, 1],
+                 help='config.model.scan_stacks (one compiled stack in a lax.scan); '
+                 'default: the config\'s')
+  p.add_argument('--remat_stacks', type=int, choices=[0, 1],
+                 help='config.model.remat_stacks (recompute stacks in the backward pass); '
+                 'default: the config\'s')
   p.add_argument('--steps', type=int, default=5, help='timed steps (per round with --peer)')
   p.add_argument('--warmup', type=int, default=2, help='untimed steps after compilation')
   p.add_argument('--json', help='also write the result as one JSON object to this file')
@@ -361,6 +469,8 @@ def parse_args(argv):
   p.add_argument('--threads', type=int, default=os.cpu_count(), help='peer torch threads')
   p.add_argument('--conv-peak', action='store_true',
                  help='measure a lone 3x3 conv (XLA, and torch with --peer) and report MFU')
+  p.add_argument('--profile', action='store_true',
+                 help='profile one more step: XLA:CPU thunk time by category')
   p.add_argument('--allocator', choices=['auto', 'jemalloc', 'default'], default='auto',
                  help='re-exec with / without jemalloc preloaded (auto: leave as is)')
   p.add_argument('--pipeline', choices=['synthetic', 'mpii', 'coco'],
@@ -368,6 +478,8 @@ def parse_args(argv):
   p.add_argument('--pipeline-workers', type=int, default=1)
   p.add_argument('--data-dir', help='tfds data_dir for --pipeline mpii|coco')
   p.add_argument('--grouping', action='store_true', help='time AE grouping per image')
+  p.add_argument('--people', type=int, default=30, help='--grouping: people per image')
+  p.add_argument('--images', type=int, default=20, help='--grouping: timed images')
   return p.parse_args(argv)
 
 

@@ -113,3 +113,53 @@ def test_fast_conv_gradient_equals_xla(kernel, stride, padding, dtype):
     assert g.dtype == ref.dtype == dtype
     g, ref = np.asarray(g, np.float32), np.asarray(ref, np.float32)
     assert np.abs(g - ref).max() <= tol * np.abs(ref).max()
+
+
+def test_stack_options_follow_the_config_unless_given(tmp_path):
+  from experiments import defaults
+  out = tmp_path / 'r.json'
+  assert bench.main(TINY + ['--mode', 'infer', '--json', str(out)]) == 0
+  r = json.loads(out.read_text())
+  assert r['scan_stacks'] == defaults.get_config().model.scan_stacks
+  assert r['remat_stacks'] == defaults.get_config().model.remat_stacks
+  args = bench.parse_args(['--scan_stacks', '1'])
+  assert args.scan_stacks == 1 and args.remat_stacks is None
+
+
+def test_synthetic_ae_maps_have_one_candidate_per_person_and_joint():
+  from hgjax import grouping
+  rng = np.random.default_rng(0)
+  heat, tags = bench.synthetic_ae_maps(rng, 64, 5, 17, 2)
+  assert heat.shape == (64, 64, 17) and tags.shape == (64, 64, 17, 2)
+  loc, val, tag = grouping.candidates(heat, tags, 30, 0.1)
+  for k in range(17):
+    assert len(loc[k]) == 5, k                     # one peak per person, noise stays below 0.1
+    assert (val[k] > 0.25).all()                   # height >= 0.3 at <= 0.71 px off-centre
+    # Each candidate's tag is 2 p (+ N(0, 0.1)) for a distinct person p.
+    people = np.rint(tag[k][:, 0] / 2)
+    assert sorted(people) == list(range(5))
+    assert np.abs(tag[k] - 2 * people[:, None]).max() < 0.5
+
+
+def test_grouping_bench_groups_every_person(tmp_path):
+  out = tmp_path / 'g.json'
+  assert bench.main(['--grouping', '--images', '2', '--people', '4', '--warmup', '1',
+                     '--json', str(out)]) == 0
+  r = json.loads(out.read_text())
+  assert r['candidates_per_joint'] == 4 and r['people_found_median'] == 4
+  assert 0 < r['grouping_ms_min'] <= r['grouping_ms_per_image'] <= r['grouping_ms_max']
+
+
+def test_thunk_profile_attributes_time_to_the_compiled_ops():
+  x = jnp.ones((4, 16, 16, 32))
+  w = jnp.ones((3, 3, 32, 32))
+  f = jax.jit(lambda x, w: jax.nn.relu(lax.conv_general_dilated(
+      x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))).sum(-1))
+  compiled = f.lower(x, w).compile()
+  text = compiled.as_text()
+  cats = bench._thunk_categories(text)
+  # The conv is attributed to the library that runs it (YNNPACK by default) or to XLA.
+  assert {'library fusion (dot/conv)', 'xla convolution (Eigen)'} & set(cats.values())
+  prof = bench.thunk_profile(lambda: jax.block_until_ready(compiled(x, w)), text)
+  assert prof and all(v > 0 for v in prof.values())
+  assert set(prof) <= set(cats.values())
