@@ -112,7 +112,9 @@ class SyntheticScene(grain.transforms.Map):
 
 def train_source(config) -> grain.MapDataset:
   """Training examples of `config.dataset` ('coco' or 'synthetic_scenes'); element i depends
-  only on (config.seed, i)."""
+  only on (config.seed, i). COCO: i >= N (N stored images) is image i mod N with a fresh
+  augmentation (epoch e of `pipeline.train_iterator` reads e * N + shuffled index); the
+  synthetic scenes are a fixed set of N scenes, the same in every epoch."""
   d = config.dataset
   if d.name == 'synthetic_scenes':
     return grain.MapDataset.range(d.synthetic_num_train).map(SyntheticScene(config))

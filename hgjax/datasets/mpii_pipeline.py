@@ -68,7 +68,9 @@ class TrainTransform(grain.transforms.RandomMap):
 
 def train_source(config) -> grain.MapDataset:
   """Augmented training examples of `config.dataset.train_split`; the augmentation of element i
-  is a function of (config.seed, i) (grain's `random_map`)."""
+  is a function of (config.seed, i) (grain's `random_map`), and i >= N (N stored persons) is
+  stored person i mod N with a fresh augmentation: the index `pipeline.train_iterator` reads
+  in epoch e is e * N + (shuffled index)."""
   ds = grain.MapDataset.source(data_source(config, config.dataset.train_split))
   return ds.random_map(TrainTransform(config), seed=config.seed)
 

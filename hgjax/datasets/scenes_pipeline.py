@@ -2,7 +2,8 @@
 
 Training: a grain MapDataset of examples in the multi-person batch layout, generated on the fly
 at the network input size (no further augmentation: every index is a fresh random scene, and a
-horizontal flip would contradict the figures' side colours, left = warm hues):
+horizontal flip would contradict the figures' side colours, left = warm hues). The set is fixed,
+config.dataset.synthetic_num_train scenes: every epoch shows the same scenes, reshuffled:
   image uint8 [S, S, 3]; keypoints float32 [P, 17, 3] (x, y, v) in input pixels, P =
   config.dataset.max_people, padding rows v = 0; mask float32 [h, w] of ones (h = S / stride).
 The mask needs no holes: a figure with no labelled joint has every joint outside the image, so a
