@@ -31,6 +31,7 @@ BASE = 'experiments/synthetic.py'
 # Cost (idle 2-core CPU): 5 runs x (3 training minutes + ~1.5 min of compilation and
 # evaluation) ~ 23 min for one seed.
 DEFAULTS = {
+    'train.batch_size': 16,
     'dataset.synthetic_num_eval': 200,
     'optimizer.schedule': 'constant',
     'optimizer.warmup_steps': 50,
