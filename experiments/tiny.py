@@ -17,6 +17,7 @@ def get_config():
   c.train.log_every = 1
   c.train.checkpoint_every = 4
   c.train.eval_every = 12
+  c.train.eval_at_start = False
   c.train.num_tb_images = 2
   c.eval.batch_size = 8
   return c

@@ -183,7 +183,8 @@ def test_two_variant_sweep_writes_table_and_plot_and_resumes(tmp_path, compilati
   base = api.load_config('experiments/tiny.py', {
       'model.num_stacks': 1, 'model.depth': 1, 'dataset.image_size': 32,
       'optimizer.schedule': 'constant', 'train.num_steps': 4, 'train.eval_every': 2,
-      'train.checkpoint_every': 4, 'train.log_every': 2, 'eval.write_predictions': False})
+      'train.checkpoint_every': 4, 'train.log_every': 2, 'eval.write_predictions': False,
+      'train.eval_at_start': False})
   budget_min = 0.005                                  # 0.3 s of training, then stop
   variants = [sweep.Variant('a', {'seed': 0}, group='steps'),
               sweep.Variant('b', {'seed': 1, 'train.num_steps': 10_000,
