@@ -46,6 +46,12 @@ def peak_rss_mib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def process_cpu_s() -> float:
+  """User + system CPU seconds of this process (all threads)."""
+  r = resource.getrusage(resource.RUSAGE_SELF)
+  return r.ru_utime + r.ru_stime
+
+
 def current_rss_mib() -> float:
   with open('/proc/self/statm') as f:
     return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
@@ -294,8 +300,11 @@ def bench_step(args) -> dict:
   bench.time(args.warmup)
   rounds = args.rounds if args.peer else 1
   ours, peer, ratios = [], [], []
+  cpu_s = 0.0
   for r in range(rounds):
+    c = process_cpu_s()
     times = bench.time(args.steps)
+    cpu_s += process_cpu_s() - c
     ours.extend(times)
     line = f'round {r + 1}/{rounds}: hgjax {args.batch / statistics.median(times):.2f} ex/s'
     if args.peer:
@@ -314,6 +323,8 @@ def bench_step(args) -> dict:
   result['gflop_per_example'] = (result['gflop_per_example_train'] if args.mode == 'train'
                                  else result['gflop_per_example_forward'])
   result['achieved_gflop_s'] = result['gflop_per_example'] * result['examples_per_s']
+  # Busy share of the cores while stepping (1: every core busy all the time).
+  result['cpu_utilisation'] = cpu_s / sum(ours) / os.cpu_count()
   result.update(compile_s=bench.compile_s, peak_rss_mib=peak_rss_mib(),
                 rss_mib=current_rss_mib())
   if args.profile:

@@ -64,6 +64,7 @@ def test_tiny_train_run_writes_consistent_json(tmp_path, capsys):
   # (at 64 px the 7x7 stem loses ~9 %): within 10 % of the kernel-shape count.
   assert 0.9 * expected < r['gflop_per_example_forward'] < 1.1 * expected
   assert r['peak_rss_mib'] > 50
+  assert 0 < r['cpu_utilisation'] <= 1.05        # CPU seconds / (wall seconds x cores)
   assert r['jax_version'] == jax.__version__
   assert len(r['devices']) == jax.device_count()
   assert 'examples_per_s' in capsys.readouterr().out
