@@ -36,12 +36,6 @@ from hgjax import allocator
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PEER = REPO.parent / 'shared' / 'tools' / 'torch_peer.py'
 DEFAULT_PEER_PYTHON = Path('/work/torchvenv/bin/python')
-def _reexec_for_allocator(wanted: str) -> None:
-  """Re-executes this command with the allocator `wanted` (auto: leave as is)."""
-  if wanted != 'auto':
-    allocator.reexec_with(wanted, 'hgjax.bench')
-
-
 def peak_rss_mib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -497,7 +491,8 @@ def parse_args(argv):
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   if argv is None:
-    _reexec_for_allocator(args.allocator)
+    if args.allocator != 'auto':
+      allocator.reexec_with(args.allocator, 'hgjax.bench')
   if args.pipeline:
     result = bench_pipeline(args)
   elif args.grouping:

@@ -137,13 +137,9 @@ def load_tfds_ground_truth(data_dir, split: str = TFDS_SPLIT) -> MpiiGroundTruth
   Stored 0-based already: keypoints [N, 16, 3] (v = 0 not annotated -> missing), head_box
   [N, 2, 2].
   """
-  import tensorflow_datasets as tfds  # Imported here: slow, and only this form needs it.
-  try:
-    source = tfds.data_source(TFDS_NAME, split=split, data_dir=str(data_dir))
-  except Exception as e:   # tfds raises assorted types for a missing dataset or split
-    raise ValueError(f'{data_dir}: cannot read split {split!r} of {TFDS_NAME} '
-                     f'({type(e).__name__}: {e}); build it with `python -m hgjax.datasets.build '
-                     f'mpii --manual_dir DIR --data_dir {data_dir}`') from e
+  # Imported here: slow (tfds, grain, OpenCV), and only this form of --gt needs it.
+  from hgjax.datasets import mpii_pipeline
+  source = mpii_pipeline.open_split(data_dir, split)
   fields = ('person_index', 'keypoints', 'head_box', 'has_head_box')
   rows = sorted((tuple(source[i][k] for k in fields) for i in range(len(source))),
                 key=lambda r: int(r[0]))

@@ -21,15 +21,21 @@ from hgjax.datasets import mpii
 DATASET = 'hgjax_mpii'
 
 
-def data_source(config, split: str):
-  """The random-access tfds source of `split` (raises a clear error if it was not built)."""
+def open_split(data_dir, split: str):
+  """The random-access tfds source of `split` of hgjax_mpii under `data_dir` (raises a clear
+  error if it was not built)."""
   try:
-    return tfds.data_source(DATASET, split=split, data_dir=config.dataset.data_dir)
+    return tfds.data_source(DATASET, split=split, data_dir=str(data_dir))
   except Exception as e:   # tfds raises assorted types for a missing dataset or split
     raise FileNotFoundError(
-        f'cannot read split {split!r} of {DATASET} under data_dir={config.dataset.data_dir!r} '
+        f'cannot read split {split!r} of {DATASET} under data_dir={str(data_dir)!r} '
         f'({type(e).__name__}: {e}); build it with `python -m hgjax.datasets.build mpii '
-        f'--manual_dir DIR --data_dir {config.dataset.data_dir}` (see data/README.md)') from e
+        f'--manual_dir DIR --data_dir {data_dir}` (see data/README.md)') from e
+
+
+def data_source(config, split: str):
+  """`open_split` of `config.dataset.data_dir`."""
+  return open_split(config.dataset.data_dir, split)
 
 
 def stored_to_input(example, input_from_original) -> np.ndarray:
