@@ -24,6 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
   d.max_people = 1               # people per example after explicit truncation
   d.synthetic_num_train = 1_000_000   # index space of the procedural train split
   d.synthetic_num_eval = 500
+  d.scene_height_min = 0.25      # synthetic_scenes: figure height range, fractions of the side
+  d.scene_height_max = 0.8
   d.on_bad_example = 'error'     # error | skip
 
   c.augment = a = ml_collections.ConfigDict()

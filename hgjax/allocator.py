@@ -3,8 +3,9 @@
 XLA:CPU allocates every large activation afresh on each op. With glibc malloc those buffers
 come back from the OS as new pages each time (millions of page faults per run); jemalloc with
 decay off keeps freed pages in its arenas and reuses them (measured: `docs/benchmarks.md`).
-`.ci/run` and the README set-up install it (`apt-get install libjemalloc2`); without it hgjax
-runs on the default allocator. `HGJAX_ALLOCATOR=default` opts out.
+`scripts/install_jemalloc.sh` (run by `.ci/run` and the README set-up) installs it
+(`libjemalloc2`); without it hgjax runs on the default allocator. `HGJAX_ALLOCATOR=default`
+opts out.
 """
 
 import ctypes.util

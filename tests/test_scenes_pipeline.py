@@ -27,7 +27,8 @@ def test_training_examples_layout_and_determinism():
   assert ex['image'].shape == (64, 64, 3) and ex['image'].dtype == np.uint8
   assert ex['keypoints'].shape == (5, 17, 3) and ex['keypoints'].dtype == np.float32
   assert ex['mask'].shape == (16, 16) and np.all(ex['mask'] == 1)
-  scene = synthetic.scene_example(config.seed, 'train', 3, 64, 5)
+  scene = synthetic.scene_example(config.seed, 'train', 3, 64, 5,
+                                  scenes_pipeline.scene_heights(config))
   n = len(scene['keypoints'])
   np.testing.assert_array_equal(ex['keypoints'][:n], scene['keypoints'])
   assert np.all(ex['keypoints'][n:] == 0)                       # padding: v = 0

@@ -169,3 +169,21 @@ def test_scene_shapes_counts_and_boxes():
       vis = kp[v == 2, :2]
       assert ((vis >= (x, y)) & (vis <= (x + w, y + h))).all()
   assert seen == {1, 2, 3, 4}
+
+
+def test_scene_heights_set_the_figure_scale():
+  """Figures drawn at 0.9 x the side span ~3x the joints of figures drawn at 0.3 x the side."""
+  def median_span(heights):
+    spans = []
+    for i in range(30):
+      kp = synthetic.scene_example(0, 'train', i, S, 3, heights)['keypoints']
+      for person in kp:
+        seen = person[:, 2] > 0
+        if seen.sum() >= 10:
+          spans.append(np.ptp(person[seen, 1]))
+    return np.median(spans)
+
+  ratio = median_span((0.9, 0.9)) / median_span((0.3, 0.3))
+  assert 2.4 < ratio < 3.6, ratio
+  with pytest.raises(ValueError, match=r'heights.*\(0\.5, 0\.2\)'):
+    synthetic.scene_example(0, 'train', 0, S, 3, (0.5, 0.2))

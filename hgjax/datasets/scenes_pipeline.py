@@ -27,14 +27,16 @@ from hgjax.datasets import synthetic
 class SceneExample(grain.transforms.Map):
   """index -> one synthetic scene in the multi-person training layout."""
 
-  def __init__(self, seed: int, split: str, image_size: int, max_people: int, stride: int):
+  def __init__(self, seed: int, split: str, image_size: int, max_people: int, stride: int,
+               heights: tuple):
     self.seed, self.split = seed, split
     self.image_size, self.max_people = image_size, max_people
     self.grid = image_size // stride
+    self.heights = heights
 
   def map(self, index):
     ex = synthetic.scene_example(self.seed, self.split, int(index), self.image_size,
-                                 self.max_people)
+                                 self.max_people, self.heights)
     return {'image': ex['image'],
             'keypoints': augment.pad_people(ex['keypoints'], self.max_people),
             'mask': np.ones((self.grid, self.grid), np.float32)}
@@ -44,7 +46,13 @@ def train_source(config) -> grain.MapDataset:
   """Training scenes of `config.dataset.train_split`; element i is a function of (seed, i)."""
   d = config.dataset
   return grain.MapDataset.range(d.synthetic_num_train).map(
-      SceneExample(config.seed, d.train_split, d.image_size, d.max_people, d.heatmap_stride))
+      SceneExample(config.seed, d.train_split, d.image_size, d.max_people, d.heatmap_stride,
+                   scene_heights(config)))
+
+
+def scene_heights(config) -> tuple:
+  """(min, max) standing height of scene figures, fractions of the image side."""
+  return (config.dataset.scene_height_min, config.dataset.scene_height_max)
 
 
 def coco_ground_truth(examples, image_ids) -> dict:
@@ -99,8 +107,8 @@ def eval_data(config):
   n = d.synthetic_num_eval
   if config.eval.num_examples >= 0:
     n = min(n, config.eval.num_examples)
-  examples = [synthetic.scene_example(config.seed, d.eval_split, i, d.image_size, d.max_people)
-              for i in range(n)]
+  examples = [synthetic.scene_example(config.seed, d.eval_split, i, d.image_size, d.max_people,
+                                      scene_heights(config)) for i in range(n)]
   ids = np.arange(1, n + 1)
   images = (np.stack([e['image'] for e in examples]) if examples
             else np.zeros((0, d.image_size, d.image_size, 3), np.uint8))

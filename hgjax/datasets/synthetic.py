@@ -177,13 +177,17 @@ def person_example(seed: int, split: str, index: int, image_size: int) -> dict:
   return _render_person(seed, split, index, image_size)[0]
 
 
-def _render_scene(seed, split, index, image_size, max_people):
+def _render_scene(seed, split, index, image_size, max_people, heights=(0.25, 0.8)):
   """scene_example plus the label map uint8 [S, S] (figure p is p + 1, 255 = occluder)."""
   if not 1 <= max_people < _OCCLUDER:
     raise ValueError(f'max_people must be in [1, {_OCCLUDER - 1}], got {max_people}')
+  lo, hi = (float(x) for x in heights)
+  if not 0.0 < lo <= hi <= 1.5:
+    raise ValueError(f'scene figure heights must satisfy 0 < min <= max <= 1.5 (fractions of '
+                     f'the image side), got {heights}')
   d = _draws(seed, split, index, _SCENE)
   count = d.integers(1, max_people + 1)
-  heights = d.rng.uniform(0.25, 0.8, count) * image_size
+  heights = d.rng.uniform(lo, hi, count) * image_size
   centres = d.rng.uniform(0.15, 0.85, (count, 2)) * image_size
   image, label = _background(d, image_size, float(heights.mean()))
   people = [figures.sample_figure(d, h, c) for h, c in zip(heights, centres, strict=True)]
@@ -213,8 +217,10 @@ def _render_scene(seed, split, index, image_size, max_people):
   return example, label
 
 
-def scene_example(seed: int, split: str, index: int, image_size: int, max_people: int) -> dict:
-  """A multi-person scene: 1..max_people overlapping figures of height 0.25-0.8 x image side.
+def scene_example(seed: int, split: str, index: int, image_size: int, max_people: int,
+                  heights: tuple = (0.25, 0.8)) -> dict:
+  """A multi-person scene: 1..max_people overlapping figures, each of standing height uniform in
+  heights = (min, max) x image side (the pipelines pass `dataset.scene_height_min/max`).
 
   Returns image: uint8 [S, S, 3] RGB; keypoints: float32 [P, 17, 3] COCO joints (x, y, v), v as
   in the module docstring (v=1 also for joints covered by nearer figures); bbox: float32 [P, 4]
@@ -222,4 +228,4 @@ def scene_example(seed: int, split: str, index: int, image_size: int, max_people
   visible pixel count. A figure hidden completely behind nearer ones is left out (rare); P >= 1,
   as the nearest figure is drawn last and occluders are too small to cover it.
   """
-  return _render_scene(seed, split, index, image_size, max_people)[0]
+  return _render_scene(seed, split, index, image_size, max_people, heights)[0]
