@@ -103,7 +103,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval = e = ml_collections.ConfigDict()
   e.batch_size = 16
   e.flip_test = True
-  e.refine = 'quarter'           # none | quarter
+  e.refine = 'quarter'           # none | quarter | taylor (sub-pixel step, hgjax.decode)
   e.checkpoint = ''              # '' = latest in workdir
   e.num_examples = -1            # -1 = whole split
   e.write_predictions = True

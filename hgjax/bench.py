@@ -143,7 +143,22 @@ class StepBench:
       del state
       self._run = lambda: fwd(variables, batch['image'])
     self.compile_s = time.perf_counter() - t0
+    # Resident set after compilation, before any step runs (compilation has its own peak).
+    self.rss_after_compile_mib = current_rss_mib()
+    self.peak_rss_after_compile_mib = peak_rss_mib()
     self._jax = jax
+
+  def memory_mib(self) -> dict:
+    """XLA's buffer assignment of the compiled step, MiB: temp (activations and scratch),
+    arguments, outputs, and outputs aliased to donated arguments."""
+    m = self.memory
+    if m is None:
+      return {}
+    mib = 2.0 ** 20
+    return {'xla_temp_mib': m.temp_size_in_bytes / mib,
+            'xla_argument_mib': m.argument_size_in_bytes / mib,
+            'xla_output_mib': m.output_size_in_bytes / mib,
+            'xla_alias_mib': m.alias_size_in_bytes / mib}
 
   def step(self) -> float:
     """One step, synchronised with the host; returns its wall time in seconds."""
@@ -320,7 +335,9 @@ def bench_step(args) -> dict:
   # Busy share of the cores while stepping (1: every core busy all the time).
   result['cpu_utilisation'] = cpu_s / sum(ours) / os.cpu_count()
   result.update(compile_s=bench.compile_s, peak_rss_mib=peak_rss_mib(),
-                rss_mib=current_rss_mib())
+                rss_mib=current_rss_mib(), rss_after_compile_mib=bench.rss_after_compile_mib,
+                peak_rss_after_compile_mib=bench.peak_rss_after_compile_mib,
+                **bench.memory_mib())
   if args.profile:
     result['profile_ms'] = thunk_profile(bench.step, bench.compiled_text)
   if args.conv_peak:

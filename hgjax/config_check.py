@@ -16,7 +16,7 @@ CHOICES = {
     'optimizer.name': ('rmsprop', 'adam', 'adamw', 'sgd'),
     'optimizer.schedule': ('constant', 'step', 'cosine'),
     'train.on_nonfinite': ('error', 'skip'),
-    'eval.refine': ('none', 'quarter'),
+    'eval.refine': ('none', 'quarter', 'taylor'),
 }
 POSITIVE = ('dataset.image_size', 'dataset.heatmap_stride', 'dataset.max_people',
             'dataset.num_joints', 'targets.sigma', 'model.num_stacks', 'model.features',

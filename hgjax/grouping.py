@@ -14,8 +14,10 @@ The procedure of Newell et al. (NeurIPS 2017) as released in pose-ae-train:
      reference code refines every fragment, at a cost of people x joints x pixels);
   4. refine: each missing joint of a person is taken at the argmax over pixels of
      heat - round(tag distance to the person's reference tag), if its heat is positive;
-  5. joints shift a quarter pixel towards their larger neighbour (per axis); person score = mean
-     of the K joint scores (0 for joints still missing); people are sorted by it.
+  5. sub-pixel refinement of every found joint (`subpixel`): 'quarter' (the reference code: a
+     quarter pixel towards the larger neighbour, per axis), 'taylor' (one Newton step on the
+     log heatmap, as `hgjax.decode.heatmap_peaks`) or 'none'; person score = mean of the K
+     joint scores (0 for joints still missing); people are sorted by it.
 Tag distance between tag vectors is the root mean square over their D dimensions (D = 1: the
 absolute difference; with the flip test the tags of the image and of its flip form D = 2).
 
@@ -39,7 +41,7 @@ class GroupingParams:
   top_k: int = 30
   max_people: int = 20
   refine: bool = True
-  subpixel: bool = True        # quarter-pixel shift towards the larger neighbour
+  subpixel: str = 'quarter'    # none | quarter | taylor (config.eval.refine)
   joint_order: tuple = skeleton.AE_JOINT_ORDER
 
   @classmethod
@@ -49,7 +51,15 @@ class GroupingParams:
         range(config.dataset.num_joints))
     return cls(detection_threshold=g.detection_threshold, tag_threshold=g.tag_threshold,
                top_k=g.top_k, max_people=g.max_people, refine=g.refine,
-               subpixel=config.eval.refine == 'quarter', joint_order=tuple(order))
+               subpixel=config.eval.refine, joint_order=tuple(order))
+
+  def __post_init__(self):
+    if self.subpixel not in SUBPIXEL:
+      raise ValueError(f'grouping sub-pixel refinement (config.eval.refine) must be one of '
+                       f'{SUBPIXEL}, got {self.subpixel!r}')
+
+
+SUBPIXEL = ('none', 'quarter', 'taylor')
 
 
 # 3x3 neighbours (row, col offsets); the first four come earlier in raster order.
@@ -215,6 +225,36 @@ def quarter_offsets(people, heatmaps) -> np.ndarray:
   return np.where(found[..., None], np.stack([dx, dy], -1), 0.0)
 
 
+def taylor_offsets(people, heatmaps) -> np.ndarray:
+  """Newton step on the log heatmap at every found joint: people [N, K, 3] -> [N, K, 2].
+
+  The rule of `hgjax.decode.heatmap_peaks(refine='taylor')` (DARK's second-order expansion,
+  exact for a Gaussian peak): offset = -H^-1 g from central differences of log(heat) over the
+  3x3 neighbourhood, clipped to +-0.5 px; the quarter shift where that is undefined (border,
+  a non-positive value in the neighbourhood, a log-Hessian that is not negative definite).
+  """
+  h, w, _ = heatmaps.shape
+  col = people[..., 0].astype(np.int64)
+  row = people[..., 1].astype(np.int64)
+  j = np.broadcast_to(np.arange(people.shape[1]), col.shape)
+  n = np.stack([heatmaps[np.clip(row + dr, 0, h - 1), np.clip(col + dc, 0, w - 1), j]
+                for dr in (-1, 0, 1) for dc in (-1, 0, 1)], -1).astype(np.float64)
+  ln = np.log(np.maximum(n, 1e-30))
+  gx, gy = 0.5 * (ln[..., 5] - ln[..., 3]), 0.5 * (ln[..., 7] - ln[..., 1])
+  hxx = ln[..., 5] - 2 * ln[..., 4] + ln[..., 3]
+  hyy = ln[..., 7] - 2 * ln[..., 4] + ln[..., 1]
+  hxy = 0.25 * (ln[..., 8] - ln[..., 6] - ln[..., 2] + ln[..., 0])
+  det = hxx * hyy - hxy ** 2
+  definite = (hxx < 0) & (det > 0)
+  safe = np.where(definite, det, 1.0)
+  step = np.clip(np.stack([-(hyy * gx - hxy * gy) / safe, -(hxx * gy - hxy * gx) / safe], -1),
+                 -0.5, 0.5)
+  ok = (n > 0).all(-1) & definite & (col > 0) & (col < w - 1) & (row > 0) & (row < h - 1)
+  found = people[..., 2] > 0
+  out = np.where(ok[..., None], step, quarter_offsets(people, heatmaps))
+  return np.where(found[..., None], out, 0.0)
+
+
 def group(heatmaps: np.ndarray, tags: np.ndarray, params: GroupingParams):
   """People from one image's heatmaps and tags.
 
@@ -240,8 +280,10 @@ def group(heatmaps: np.ndarray, tags: np.ndarray, params: GroupingParams):
   people, ref = people[first], ref[first]
   if len(people) and params.refine:
     people = refine_missing(people, ref, heatmaps, tags)
-  if len(people) and params.subpixel:
+  if len(people) and params.subpixel == 'quarter':
     people[..., :2] += quarter_offsets(people, heatmaps)
+  elif len(people) and params.subpixel == 'taylor':
+    people[..., :2] += taylor_offsets(people, heatmaps)
   scores = people[..., 2].mean(-1) if len(people) else np.zeros(0)
   best = np.argsort(-scores, kind='stable')[:params.max_people]
   return people[best].astype(np.float32), scores[best].astype(np.float32)

@@ -64,6 +64,14 @@ def test_tiny_train_run_writes_consistent_json(tmp_path, capsys):
   # (at 64 px the 7x7 stem loses ~9 %): within 10 % of the kernel-shape count.
   assert 0.9 * expected < r['gflop_per_example_forward'] < 1.1 * expected
   assert r['peak_rss_mib'] > 50
+  assert 0 < r['rss_after_compile_mib'] <= r['peak_rss_after_compile_mib'] <= r['peak_rss_mib']
+  # The step's arguments are the train state (parameters, batch statistics, optimizer slots:
+  # at least twice the parameters) and the batch (float32 images here).
+  variables = jax.eval_shape(lambda: models.build_model(config).init(
+      jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False))
+  param_mib = sum(x.size * 4 for x in jax.tree.leaves(variables['params'])) / 2**20
+  assert 2 * param_mib < r['xla_argument_mib'] < 5 * param_mib + 2 * 64 * 64 * 3 * 4 / 2**20 + 1
+  assert r['xla_temp_mib'] > 0
   assert 0 < r['cpu_utilisation'] <= 1.05        # CPU seconds / (wall seconds x cores)
   assert r['jax_version'] == jax.__version__
   assert len(r['devices']) == jax.device_count()

@@ -107,7 +107,7 @@ def test_cost_is_rounded_tag_distance_then_heat():
   heat[8, 12, 5], tag[8, 12, 5] = 0.3, 0.2
   # Elbow: the only candidate is 1.2 away in tag, beyond the threshold: a new person.
   heat[12, 6, 7], tag[12, 6, 7] = 0.8, 1.2
-  params = dataclasses.replace(PARAMS, refine=False, subpixel=False)
+  params = dataclasses.replace(PARAMS, refine=False, subpixel='none')
   kp, _ = grouping.group(heat, tag, params)
   first = [p for p in kp if p[0, 2] > 0][0]
   np.testing.assert_allclose(first[5], [12, 8, 0.3], rtol=1e-6)   # weak, closer-tagged
@@ -152,7 +152,7 @@ def test_refine_fills_weak_joint_at_its_tag():
   heat, tag = _maps(people, [0.0, 4.0], 32)
   c, r = people[1, 15]
   heat[..., 15] *= np.where(tag[..., 15, 0] == 4.0, 0.05, 1.0)   # person 1's ankle: weak
-  kp, _ = grouping.group(heat, tag, dataclasses.replace(PARAMS, subpixel=False))
+  kp, _ = grouping.group(heat, tag, dataclasses.replace(PARAMS, subpixel='none'))
   person1 = [p for p in kp if np.array_equal(p[0, :2], people[1, 0])][0]
   np.testing.assert_allclose(person1[15], [c, r, 0.05], rtol=1e-6)
   kp, _ = grouping.group(heat, tag, dataclasses.replace(PARAMS, refine=False))
@@ -215,3 +215,26 @@ def test_ground_truth_maps_of_real_coco_images_give_ap_1(shared_data):
   results = coco_eval.results_from_keypoints(ids, np.concatenate(kps), np.concatenate(scores))
   stats = coco_eval.coco_keypoint_eval(gt_path, results)
   assert stats['AP'] == 1.0 and stats['AR'] == 1.0
+
+
+@pytest.mark.parametrize('method', ['quarter', 'taylor'])
+def test_subpixel_refinement_of_grouped_joints(method):
+  """A Gaussian peak at a sub-pixel position: 'taylor' recovers it exactly (the log of a
+  Gaussian is quadratic), 'quarter' shifts a quarter pixel towards it, as hgjax.decode does."""
+  size, sigma = 24, 1.5
+  centre = np.array([[9.3, 14.7]] * K)                     # (u, v) of every joint
+  yy, xx = np.mgrid[:size, :size]
+  heat = np.stack([np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / (2 * sigma ** 2))
+                   for u, v in centre], -1).astype(np.float32)
+  tag = np.zeros((size, size, K, 1), np.float32)
+  params = dataclasses.replace(PARAMS, refine=False, subpixel=method)
+  kp, _ = grouping.group(heat, tag, params)
+  assert len(kp) == 1
+  expected = centre if method == 'taylor' else [[9.25, 14.75]] * K
+  np.testing.assert_allclose(kp[0, :, :2], expected, atol=1e-4)
+  # decode.heatmap_peaks applies the same rule on the device.
+  from hgjax import decode
+  coords, _ = decode.heatmap_peaks(jnp.asarray(heat)[None], refine=method)
+  np.testing.assert_allclose(np.asarray(coords)[0], kp[0, :, :2], atol=1e-4)
+  with pytest.raises(ValueError, match="refine.*'bicubic'"):
+    dataclasses.replace(PARAMS, subpixel='bicubic')
