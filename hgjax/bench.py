@@ -143,6 +143,7 @@ class StepBench:
       del state
       self._run = lambda: fwd(variables, batch['image'])
     self.compile_s = time.perf_counter() - t0
+    allocator.release_free_memory()      # as training does after its compiling first step
     # Resident set after compilation, before any step runs (compilation has its own peak).
     self.rss_after_compile_mib = current_rss_mib()
     self.peak_rss_after_compile_mib = peak_rss_mib()

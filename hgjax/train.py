@@ -19,6 +19,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from hgjax import allocator
 from hgjax import checkpoints
 from hgjax import config_check
 from hgjax import evaluate
@@ -323,6 +324,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       step += 1
       if step == start + 1:       # the training clock starts after the compiling first step
         jax.block_until_ready(metrics)
+        allocator.release_free_memory()   # the compiler's freed memory (GiBs for 8 stacks)
         clock.start()
       pending.append(metrics)
       last = step == num_steps
@@ -356,6 +358,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return {'preempted_at_step': step}
       if step % config.train.eval_every == 0 or last:
         eval_metrics = evaluator.run(state, step, writer, workdir)
+        allocator.release_free_memory()   # the evaluation's compilation and host buffers
         print(f'step {step} ' + ' '.join(f'{k} {v:.4f}' for k, v in eval_metrics.items()),
               flush=True)
       if last:

@@ -172,3 +172,22 @@ def test_thunk_profile_attributes_time_to_the_compiled_ops():
   prof = bench.thunk_profile(lambda: jax.block_until_ready(compiled(x, w)), text)
   assert prof and all(v > 0 for v in prof.values())
   assert set(prof) <= set(cats.values())
+
+
+def test_release_free_memory_returns_freed_heap_pages():
+  """Many small blocks freed in the middle of the heap stay resident until released."""
+  import ctypes
+  import ctypes.util
+  libc = ctypes.CDLL(ctypes.util.find_library('c'))
+  if allocator.name() != 'default' or not hasattr(libc, 'malloc_trim'):
+    pytest.fail('this test expects glibc malloc (run without jemalloc preloaded)')
+  libc.malloc.restype = ctypes.c_void_p
+  libc.free.argtypes = [ctypes.c_void_p]
+  blocks = [libc.malloc(4000) for _ in range(50_000)]          # ~200 MB below the top block
+  for b in blocks[:-1]:
+    libc.free(b)
+  before = bench.current_rss_mib()
+  assert allocator.release_free_memory()
+  after = bench.current_rss_mib()
+  libc.free(blocks[-1])
+  assert before - after > 100, (before, after)
