@@ -97,21 +97,34 @@ def heatmap_peaks(heatmaps, refine: str = 'quarter', blur_sigma: float = 1.0):
   if refine == 'quarter':
     return coords + quarter, scores
 
-  positive = jnp.all(n > 0, axis=-1)
-  ln = jnp.log(jnp.maximum(n, 1e-30))
+  taylor, defined = taylor_step(n, jnp)
+  ok = (defined & inner_x & inner_y)[..., None]
+  return coords + jnp.where(ok, taylor, quarter), scores
+
+
+def taylor_step(n, xp=jnp):
+  """The 'taylor' sub-pixel step from a peak's 3x3 neighbourhood (also used by grouping).
+
+  Args:
+    n: [..., 9] heat values, n[..., 3 * (dr + 1) + (dc + 1)] at (row + dr, col + dc).
+    xp: the array module, jax.numpy (on the device) or numpy (on the host).
+  Returns:
+    offsets [..., 2] (du, dv), clipped to +-0.5 px, and defined [...] bool: every value
+    positive and the log-Hessian negative definite (elsewhere the offsets are meaningless).
+  """
+  positive = xp.all(n > 0, axis=-1)
+  ln = xp.log(xp.maximum(n, 1e-30))
   gx, gy = 0.5 * (ln[..., 5] - ln[..., 3]), 0.5 * (ln[..., 7] - ln[..., 1])
   hxx = ln[..., 5] - 2 * ln[..., 4] + ln[..., 3]
   hyy = ln[..., 7] - 2 * ln[..., 4] + ln[..., 1]
   hxy = 0.25 * (ln[..., 8] - ln[..., 6] - ln[..., 2] + ln[..., 0])
   det = hxx * hyy - hxy**2
   definite = (hxx < 0) & (det > 0)
-  safe_det = jnp.where(definite, det, 1.0)
+  safe_det = xp.where(definite, det, 1.0)
   # Newton step: offset = -H^-1 g with the 2x2 inverse written out.
   ox = -(hyy * gx - hxy * gy) / safe_det
   oy = -(hxx * gy - hxy * gx) / safe_det
-  taylor = jnp.clip(jnp.stack([ox, oy], axis=-1), -0.5, 0.5)
-  ok = (positive & definite & inner_x & inner_y)[..., None]
-  return coords + jnp.where(ok, taylor, quarter), scores
+  return xp.clip(xp.stack([ox, oy], axis=-1), -0.5, 0.5), positive & definite
 
 
 def grid_to_input(coords, stride: float):

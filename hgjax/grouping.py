@@ -31,6 +31,7 @@ import dataclasses
 import numpy as np
 import scipy.optimize
 
+from hgjax import decode
 from hgjax import skeleton
 
 
@@ -228,10 +229,9 @@ def quarter_offsets(people, heatmaps) -> np.ndarray:
 def taylor_offsets(people, heatmaps) -> np.ndarray:
   """Newton step on the log heatmap at every found joint: people [N, K, 3] -> [N, K, 2].
 
-  The rule of `hgjax.decode.heatmap_peaks(refine='taylor')` (DARK's second-order expansion,
-  exact for a Gaussian peak): offset = -H^-1 g from central differences of log(heat) over the
-  3x3 neighbourhood, clipped to +-0.5 px; the quarter shift where that is undefined (border,
-  a non-positive value in the neighbourhood, a log-Hessian that is not negative definite).
+  `hgjax.decode.taylor_step` (as `heatmap_peaks(refine='taylor')`) on each joint's 3x3
+  neighbourhood; the quarter shift where that is undefined (border, a non-positive value in
+  the neighbourhood, a log-Hessian that is not negative definite).
   """
   h, w, _ = heatmaps.shape
   col = people[..., 0].astype(np.int64)
@@ -239,17 +239,8 @@ def taylor_offsets(people, heatmaps) -> np.ndarray:
   j = np.broadcast_to(np.arange(people.shape[1]), col.shape)
   n = np.stack([heatmaps[np.clip(row + dr, 0, h - 1), np.clip(col + dc, 0, w - 1), j]
                 for dr in (-1, 0, 1) for dc in (-1, 0, 1)], -1).astype(np.float64)
-  ln = np.log(np.maximum(n, 1e-30))
-  gx, gy = 0.5 * (ln[..., 5] - ln[..., 3]), 0.5 * (ln[..., 7] - ln[..., 1])
-  hxx = ln[..., 5] - 2 * ln[..., 4] + ln[..., 3]
-  hyy = ln[..., 7] - 2 * ln[..., 4] + ln[..., 1]
-  hxy = 0.25 * (ln[..., 8] - ln[..., 6] - ln[..., 2] + ln[..., 0])
-  det = hxx * hyy - hxy ** 2
-  definite = (hxx < 0) & (det > 0)
-  safe = np.where(definite, det, 1.0)
-  step = np.clip(np.stack([-(hyy * gx - hxy * gy) / safe, -(hxx * gy - hxy * gx) / safe], -1),
-                 -0.5, 0.5)
-  ok = (n > 0).all(-1) & definite & (col > 0) & (col < w - 1) & (row > 0) & (row < h - 1)
+  step, defined = decode.taylor_step(n, np)
+  ok = defined & (col > 0) & (col < w - 1) & (row > 0) & (row < h - 1)
   found = people[..., 2] > 0
   out = np.where(ok[..., None], step, quarter_offsets(people, heatmaps))
   return np.where(found[..., None], out, 0.0)

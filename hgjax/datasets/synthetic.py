@@ -177,7 +177,11 @@ def person_example(seed: int, split: str, index: int, image_size: int) -> dict:
   return _render_person(seed, split, index, image_size)[0]
 
 
-def _render_scene(seed, split, index, image_size, max_people, heights=(0.25, 0.8)):
+# Standing height range of scene figures, fractions of the side (experiments/defaults.py too).
+SCENE_HEIGHTS = (0.25, 0.8)
+
+
+def _render_scene(seed, split, index, image_size, max_people, heights=SCENE_HEIGHTS):
   """scene_example plus the label map uint8 [S, S] (figure p is p + 1, 255 = occluder)."""
   if not 1 <= max_people < _OCCLUDER:
     raise ValueError(f'max_people must be in [1, {_OCCLUDER - 1}], got {max_people}')
@@ -218,7 +222,7 @@ def _render_scene(seed, split, index, image_size, max_people, heights=(0.25, 0.8
 
 
 def scene_example(seed: int, split: str, index: int, image_size: int, max_people: int,
-                  heights: tuple = (0.25, 0.8)) -> dict:
+                  heights: tuple = SCENE_HEIGHTS) -> dict:
   """A multi-person scene: 1..max_people overlapping figures, each of standing height uniform in
   heights = (min, max) x image side (the pipelines pass `dataset.scene_height_min/max`).
 
