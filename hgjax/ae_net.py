@@ -21,6 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from hgjax.hourglass import conv_general_dilated
 from hgjax.hourglass import max_pool_2x2
 from hgjax.hourglass import upsample_2x
 
@@ -43,7 +44,8 @@ class ConvBlock(nn.Module):
   def __call__(self, x, train: bool):
     k = self.kernel_size
     x = nn.Conv(self.features, (k, k), strides=(self.strides, self.strides),
-                padding=(k - 1) // 2, dtype=self.dtype, name='conv')(x)
+                padding=(k - 1) // 2, dtype=self.dtype, name='conv',
+                conv_general_dilated=conv_general_dilated)(x)
     x = nn.relu(x)
     if self.batch_norm:
       # PyTorch BatchNorm2d defaults: momentum 0.1 (flax: 0.9), eps 1e-5.

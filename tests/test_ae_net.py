@@ -1,5 +1,6 @@
 """Tests for hgjax.ae_net (the released Associative Embedding network)."""
 
+import functools
 import json
 
 import jax
@@ -84,3 +85,38 @@ def test_conv_block_applies_relu_before_batch_norm():
   }
   y = np.asarray(block.apply(variables, x, train=False)).ravel()
   np.testing.assert_allclose(y, [-1.0, -1.0, -0.5, 2.0], atol=1e-6)
+
+
+def test_parameter_gradients_equal_lax_convolution_gradients(monkeypatch):
+  """The AE convs (7x7 stride-2 stem and 3x3, with BatchNorm) take hgjax.hourglass's matmul
+  kernel gradient; the whole network's parameter gradients equal those of plain lax convs."""
+  from jax import lax
+
+  from hgjax import ae_net
+  model = AssociativeEmbeddingNet(num_stacks=2, features=8, increase=4, inner_increase=4,
+                                  num_outputs=6, batch_norm=True, depth=1, stem_features=8)
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 16, 16, 3))
+  # Random values in the parameters' shapes (compiling model.init takes ~30 s on the CPU).
+  rng = np.random.default_rng(0)
+  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0), x)
+  variables = jax.tree.map(
+      lambda s: jnp.asarray(rng.normal(0.0, 0.3, s.shape), jnp.float32), shapes)
+
+  def grads():
+    def loss(params):
+      out, _ = model.apply({**variables, 'params': params}, x, train=True,
+                           mutable=['batch_stats'])
+      return jnp.sum(out ** 2 * jnp.arange(out.shape[-1]))
+    return jax.jit(jax.grad(loss))(variables['params'])
+
+  fast = grads()
+  monkeypatch.setattr(ae_net, 'conv_general_dilated', lax.conv_general_dilated)
+  plain = grads()
+  flat_fast = traverse_util.flatten_dict(fast, sep='/')
+  flat_plain = traverse_util.flatten_dict(plain, sep='/')
+  assert flat_fast.keys() == flat_plain.keys()
+  for k in flat_fast:
+    # Float32 summation order differs: tolerance relative to the tensor's largest gradient.
+    scale = float(np.max(np.abs(flat_plain[k])))
+    np.testing.assert_allclose(flat_fast[k], flat_plain[k], rtol=1e-4, atol=1e-5 * scale,
+                               err_msg=k)
