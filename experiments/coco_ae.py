@@ -68,4 +68,5 @@ def get_config():
   c.grouping.max_people = 20
   c.grouping.scales = (1.0,)
   c.grouping.refine = True
+  c.grouping.refine_scores = True
   return c

@@ -114,5 +114,6 @@ def get_config() -> ml_collections.ConfigDict:
   g.top_k = 30
   g.max_people = 20
   g.scales = (1.0,)
-  g.refine = True
+  g.refine = True                # fill missing joints (reference code step)
+  g.refine_scores = True         # filled joints count in the person score (reference code)
   return c

@@ -13,11 +13,15 @@ The procedure of Newell et al. (NeurIPS 2017) as released in pose-ae-train:
   3. the `max_people` people with the best mean score of their matched joints are kept (the
      reference code refines every fragment, at a cost of people x joints x pixels);
   4. refine: each missing joint of a person is taken at the argmax over pixels of
-     heat - round(tag distance to the person's reference tag), if its heat is positive;
+     heat - round(tag distance to the person's reference tag), if its heat is positive; with
+     `refine_scores` (the reference code) the filled joints' heat values count in the person
+     score, without it only the positions are filled and the person keeps the score of its
+     matched joints (filling every fragment's joints raises the scores of wrong people);
   5. sub-pixel refinement of every found joint (`subpixel`): 'quarter' (the reference code: a
      quarter pixel towards the larger neighbour, per axis), 'taylor' (one Newton step on the
      log heatmap, as `hgjax.decode.heatmap_peaks`) or 'none'; person score = mean of the K
-     joint scores (0 for joints still missing); people are sorted by it.
+     joint scores (0 for joints missing, or filled when `refine_scores` is off); people are
+     sorted by it.
 Tag distance between tag vectors is the root mean square over their D dimensions (D = 1: the
 absolute difference; with the flip test the tags of the image and of its flip form D = 2).
 
@@ -42,6 +46,7 @@ class GroupingParams:
   top_k: int = 30
   max_people: int = 20
   refine: bool = True
+  refine_scores: bool = True   # filled joints' heat values count in the person score
   subpixel: str = 'quarter'    # none | quarter | taylor (config.eval.refine)
   joint_order: tuple = skeleton.AE_JOINT_ORDER
 
@@ -52,7 +57,7 @@ class GroupingParams:
         range(config.dataset.num_joints))
     return cls(detection_threshold=g.detection_threshold, tag_threshold=g.tag_threshold,
                top_k=g.top_k, max_people=g.max_people, refine=g.refine,
-               subpixel=config.eval.refine, joint_order=tuple(order))
+               refine_scores=g.refine_scores, subpixel=config.eval.refine, joint_order=tuple(order))
 
   def __post_init__(self):
     if self.subpixel not in SUBPIXEL:
@@ -255,8 +260,9 @@ def group(heatmaps: np.ndarray, tags: np.ndarray, params: GroupingParams):
     params: `GroupingParams`.
   Returns:
     keypoints [N, K, 3] float32 (u, v, score) in grid pixels, N <= params.max_people, in
-    decreasing person score; scores [N] float32 (mean of the K joint scores). Joints still
-    missing after refinement have (0, 0, 0).
+    decreasing person score; scores [N] float32 (mean of the K joint scores, filled joints
+    counted as 0 unless `params.refine_scores`). Joints still missing after refinement have
+    (0, 0, 0).
   """
   heatmaps = np.asarray(heatmaps, np.float32)
   tags = np.asarray(tags, np.float32)
@@ -269,12 +275,16 @@ def group(heatmaps: np.ndarray, tags: np.ndarray, params: GroupingParams):
   # O(people x joints x pixels).
   first = np.argsort(-people[..., 2].mean(-1), kind='stable')[:params.max_people]
   people, ref = people[first], ref[first]
+  matched_scores = people[..., 2].mean(-1) if len(people) else np.zeros(0)
   if len(people) and params.refine:
     people = refine_missing(people, ref, heatmaps, tags)
   if len(people) and params.subpixel == 'quarter':
     people[..., :2] += quarter_offsets(people, heatmaps)
   elif len(people) and params.subpixel == 'taylor':
     people[..., :2] += taylor_offsets(people, heatmaps)
-  scores = people[..., 2].mean(-1) if len(people) else np.zeros(0)
+  if params.refine and params.refine_scores:
+    scores = people[..., 2].mean(-1) if len(people) else np.zeros(0)
+  else:
+    scores = matched_scores
   best = np.argsort(-scores, kind='stable')[:params.max_people]
   return people[best].astype(np.float32), scores[best].astype(np.float32)

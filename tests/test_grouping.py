@@ -160,6 +160,24 @@ def test_refine_fills_weak_joint_at_its_tag():
   np.testing.assert_array_equal(person1[15], [0, 0, 0])
 
 
+def test_refine_positions_without_scores():
+  """refine_scores=False: the weak joint's position (and joint score) is filled, but the person
+  score stays the mean over matched joints with the filled one counted as 0."""
+  rng = np.random.default_rng(4)
+  people = _random_people(rng, 2, 32)
+  heat, tag = _maps(people, [0.0, 4.0], 32)
+  c, r = people[1, 15]
+  heat[..., 15] *= np.where(tag[..., 15, 0] == 4.0, 0.05, 1.0)   # person 1's ankle: weak
+  base = dataclasses.replace(PARAMS, subpixel='none')
+  kp_all, scores_all = grouping.group(heat, tag, base)
+  kp, scores = grouping.group(heat, tag, dataclasses.replace(base, refine_scores=False))
+  i = [n for n, p in enumerate(kp) if np.array_equal(p[0, :2], people[1, 0])][0]
+  np.testing.assert_allclose(kp[i, 15], [c, r, 0.05], rtol=1e-6)
+  np.testing.assert_allclose(scores[i], 16 / 17, rtol=1e-6)     # 16 peaks of height 1, one 0
+  j = [n for n, p in enumerate(kp_all) if np.array_equal(p[0, :2], people[1, 0])][0]
+  np.testing.assert_allclose(scores_all[j], (16 + 0.05) / 17, rtol=1e-6)
+
+
 def test_peaks_one_per_plateau_and_borders():
   x = np.zeros((6, 6, 1), np.float32)
   x[1, 1] = x[1, 2] = 0.8                # two-pixel plateau
