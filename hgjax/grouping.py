@@ -273,18 +273,16 @@ def group(heatmaps: np.ndarray, tags: np.ndarray, params: GroupingParams):
   # Only the max_people best people (by the mean score of their matched joints) go on: the
   # output keeps that many anyway, and refining every one-joint fragment would cost
   # O(people x joints x pixels).
-  first = np.argsort(-people[..., 2].mean(-1), kind='stable')[:params.max_people]
-  people, ref = people[first], ref[first]
-  matched_scores = people[..., 2].mean(-1) if len(people) else np.zeros(0)
+  scores = people[..., 2].mean(-1)                                   # matched joints only
+  first = np.argsort(-scores, kind='stable')[:params.max_people]
+  people, ref, scores = people[first], ref[first], scores[first]
   if len(people) and params.refine:
     people = refine_missing(people, ref, heatmaps, tags)
+    if params.refine_scores:
+      scores = people[..., 2].mean(-1)
   if len(people) and params.subpixel == 'quarter':
     people[..., :2] += quarter_offsets(people, heatmaps)
   elif len(people) and params.subpixel == 'taylor':
     people[..., :2] += taylor_offsets(people, heatmaps)
-  if params.refine and params.refine_scores:
-    scores = people[..., 2].mean(-1) if len(people) else np.zeros(0)
-  else:
-    scores = matched_scores
   best = np.argsort(-scores, kind='stable')[:params.max_people]
   return people[best].astype(np.float32), scores[best].astype(np.float32)

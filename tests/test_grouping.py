@@ -146,12 +146,18 @@ def test_more_than_30_people(top_k):
   np.testing.assert_array_equal(kp20, kp[:20])
 
 
-def test_refine_fills_weak_joint_at_its_tag():
+def _weak_ankle_scene():
+  """Two people; person 1's ankle peak is 0.05 high (below the detection threshold)."""
   rng = np.random.default_rng(4)
   people = _random_people(rng, 2, 32)
   heat, tag = _maps(people, [0.0, 4.0], 32)
+  heat[..., 15] *= np.where(tag[..., 15, 0] == 4.0, 0.05, 1.0)
+  return people, heat, tag
+
+
+def test_refine_fills_weak_joint_at_its_tag():
+  people, heat, tag = _weak_ankle_scene()
   c, r = people[1, 15]
-  heat[..., 15] *= np.where(tag[..., 15, 0] == 4.0, 0.05, 1.0)   # person 1's ankle: weak
   kp, _ = grouping.group(heat, tag, dataclasses.replace(PARAMS, subpixel='none'))
   person1 = [p for p in kp if np.array_equal(p[0, :2], people[1, 0])][0]
   np.testing.assert_allclose(person1[15], [c, r, 0.05], rtol=1e-6)
@@ -163,11 +169,8 @@ def test_refine_fills_weak_joint_at_its_tag():
 def test_refine_positions_without_scores():
   """refine_scores=False: the weak joint's position (and joint score) is filled, but the person
   score stays the mean over matched joints with the filled one counted as 0."""
-  rng = np.random.default_rng(4)
-  people = _random_people(rng, 2, 32)
-  heat, tag = _maps(people, [0.0, 4.0], 32)
+  people, heat, tag = _weak_ankle_scene()
   c, r = people[1, 15]
-  heat[..., 15] *= np.where(tag[..., 15, 0] == 4.0, 0.05, 1.0)   # person 1's ankle: weak
   base = dataclasses.replace(PARAMS, subpixel='none')
   kp_all, scores_all = grouping.group(heat, tag, base)
   kp, scores = grouping.group(heat, tag, dataclasses.replace(base, refine_scores=False))
