@@ -79,6 +79,9 @@ def get_config() -> ml_collections.ConfigDict:
   o.warmup_steps = 0
   o.decay_steps = (150_000, 200_000)   # step schedule boundaries
   o.decay_factor = 0.1
+  # steps: the schedule runs over train.num_steps. budget: it runs over whichever of
+  # train.num_steps and train.max_minutes (> 0) ends first (hgjax.train.schedule_step).
+  o.pace = 'steps'
   o.grad_clip_norm = 0.0         # 0 = no clipping
 
   c.train = tr = ml_collections.ConfigDict()
@@ -103,7 +106,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval = e = ml_collections.ConfigDict()
   e.batch_size = 16
   e.flip_test = True
-  e.refine = 'quarter'           # none | quarter | taylor (sub-pixel step, hgjax.decode)
+  e.refine = 'quarter'           # none | quarter | taylor | dark (sub-pixel step, hgjax.decode)
+  e.blur_sigma = 1.0             # 'dark': smoothing std in heatmap pixels before the step
   e.checkpoint = ''              # '' = latest in workdir
   e.num_examples = -1            # -1 = whole split
   e.write_predictions = True

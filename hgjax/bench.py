@@ -129,11 +129,12 @@ class StepBench:
     self.forward_flops = _flops(fwd) / self.batch_size
     if mode == 'train':
       step = train.jit_train_step(config, mesh, train.loss_for(config))
-      compiled = step.lower(state, batch).compile()
+      lr = (np.float32(config.optimizer.learning_rate),) if train.paced_by_budget(config) else ()
+      compiled = step.lower(state, batch, *lr).compile()
       self.train_flops = _flops(compiled) / self.batch_size
       self.compiled_text = compiled.as_text()
       self.memory = compiled.memory_analysis()
-      self._run = lambda: compiled(self._state, batch)
+      self._run = lambda: compiled(self._state, batch, *lr)
       self._state = state
     else:
       self.train_flops = float('nan')

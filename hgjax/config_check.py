@@ -15,8 +15,9 @@ CHOICES = {
     'loss.push_form': ('exp', 'margin'),
     'optimizer.name': ('rmsprop', 'adam', 'adamw', 'sgd'),
     'optimizer.schedule': ('constant', 'step', 'cosine'),
+    'optimizer.pace': ('steps', 'budget'),
     'train.on_nonfinite': ('error', 'skip'),
-    'eval.refine': ('none', 'quarter', 'taylor'),
+    'eval.refine': ('none', 'quarter', 'taylor', 'dark'),
 }
 POSITIVE = ('dataset.image_size', 'dataset.heatmap_stride', 'dataset.max_people',
             'dataset.num_joints', 'targets.sigma', 'model.num_stacks', 'model.features',
@@ -51,6 +52,9 @@ def problems(config, device_count: int) -> list:
                f'heatmap_stride * 2**model.depth = {d.heatmap_stride * 2 ** config.model.depth}')
   if d.heatmap_stride != 4:
     out.append(f'config.dataset.heatmap_stride={d.heatmap_stride}: both networks have stride 4')
+  if config.optimizer.pace == 'budget' and not config.train.max_minutes > 0:
+    out.append(f"config.optimizer.pace='budget' needs config.train.max_minutes > 0, got "
+               f'{config.train.max_minutes!r}')
   a = config.augment
   if not 0 < a.scale_min <= a.scale_max:
     out.append(f'config.augment.scale_min={a.scale_min}, scale_max={a.scale_max}: need '

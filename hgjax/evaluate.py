@@ -22,7 +22,8 @@ from hgjax import transforms
 from hgjax.datasets import synthetic
 
 
-def predict_keypoints(variables, images, *, model, stride: int, flip_perm, refine: str):
+def predict_keypoints(variables, images, *, model, stride: int, flip_perm, refine: str,
+                      blur_sigma: float = 1.0):
   """images uint8 [B, H, W, 3] -> (coords [B, K, 2] input pixels, scores [B, K], heatmaps
   [B, h, w, K] of the last stack). With `flip_perm` (a tuple) the flipped image is run too and
   the heatmaps are merged (flip test)."""
@@ -34,7 +35,7 @@ def predict_keypoints(variables, images, *, model, stride: int, flip_perm, refin
   if flip_perm is not None:
     heat_f = model.apply(variables, x[:, :, ::-1], train=False)[:, -1, ..., :k]
     heat = decode.flip_merge(heat, heat_f, jnp.asarray(flip_perm))
-  grid, scores = decode.heatmap_peaks(heat, refine=refine)
+  grid, scores = decode.heatmap_peaks(heat, refine=refine, blur_sigma=blur_sigma)
   return decode.grid_to_input(grid, stride), scores, heat
 
 
@@ -43,7 +44,7 @@ def make_predict_fn(config, model, mesh):
   flip = tuple(int(j) for j in skeleton.flip_for(config.dataset.num_joints))
   fn = functools.partial(predict_keypoints, model=model, stride=config.dataset.heatmap_stride,
                          flip_perm=flip if config.eval.flip_test else None,
-                         refine=config.eval.refine)
+                         refine=config.eval.refine, blur_sigma=config.eval.blur_sigma)
   replicated = NamedSharding(mesh, P())
   return jax.jit(fn, in_shardings=(replicated, NamedSharding(mesh, P('data'))),
                  out_shardings=replicated)

@@ -19,7 +19,8 @@ The procedure of Newell et al. (NeurIPS 2017) as released in pose-ae-train:
      matched joints (filling every fragment's joints raises the scores of wrong people);
   5. sub-pixel refinement of every found joint (`subpixel`): 'quarter' (the reference code: a
      quarter pixel towards the larger neighbour, per axis), 'taylor' (one Newton step on the
-     log heatmap, as `hgjax.decode.heatmap_peaks`) or 'none'; person score = mean of the K
+     log heatmap, as `hgjax.decode.heatmap_peaks`), 'dark' (that step on the heatmaps smoothed
+     by a Gaussian of std `blur_sigma`, DARK's modulation) or 'none'; person score = mean of the K
      joint scores (0 for joints missing, or filled when `refine_scores` is off); people are
      sorted by it.
 Tag distance between tag vectors is the root mean square over their D dimensions (D = 1: the
@@ -33,6 +34,7 @@ pixels.
 import dataclasses
 
 import numpy as np
+import scipy.ndimage
 import scipy.optimize
 
 from hgjax import decode
@@ -47,7 +49,8 @@ class GroupingParams:
   max_people: int = 20
   refine: bool = True
   refine_scores: bool = True   # filled joints' heat values count in the person score
-  subpixel: str = 'quarter'    # none | quarter | taylor (config.eval.refine)
+  subpixel: str = 'quarter'    # none | quarter | taylor | dark (config.eval.refine)
+  blur_sigma: float = 1.0      # 'dark' smoothing std in grid pixels (config.eval.blur_sigma)
   joint_order: tuple = skeleton.AE_JOINT_ORDER
 
   @classmethod
@@ -57,15 +60,19 @@ class GroupingParams:
         range(config.dataset.num_joints))
     return cls(detection_threshold=g.detection_threshold, tag_threshold=g.tag_threshold,
                top_k=g.top_k, max_people=g.max_people, refine=g.refine,
-               refine_scores=g.refine_scores, subpixel=config.eval.refine, joint_order=tuple(order))
+               refine_scores=g.refine_scores, subpixel=config.eval.refine,
+               blur_sigma=config.eval.blur_sigma, joint_order=tuple(order))
 
   def __post_init__(self):
     if self.subpixel not in SUBPIXEL:
       raise ValueError(f'grouping sub-pixel refinement (config.eval.refine) must be one of '
                        f'{SUBPIXEL}, got {self.subpixel!r}')
+    if self.subpixel == 'dark' and not self.blur_sigma > 0:
+      raise ValueError(f'config.eval.blur_sigma must be > 0 for dark refinement, '
+                       f'got {self.blur_sigma!r}')
 
 
-SUBPIXEL = ('none', 'quarter', 'taylor')
+SUBPIXEL = ('none', 'quarter', 'taylor', 'dark')
 
 
 # 3x3 neighbours (row, col offsets); the first four come earlier in raster order.
@@ -251,6 +258,15 @@ def taylor_offsets(people, heatmaps) -> np.ndarray:
   return np.where(found[..., None], out, 0.0)
 
 
+def smooth(heatmaps, sigma: float) -> np.ndarray:
+  """Gaussian smoothing of each joint's map: heatmaps [h, w, K] -> [h, w, K].
+
+  Mirror borders (reflect-101, as `hgjax.decode.gaussian_blur`), truncated at 3 sigma.
+  """
+  return scipy.ndimage.gaussian_filter(heatmaps, sigma=(sigma, sigma, 0), mode='mirror',
+                                       truncate=3.0)
+
+
 def group(heatmaps: np.ndarray, tags: np.ndarray, params: GroupingParams):
   """People from one image's heatmaps and tags.
 
@@ -284,5 +300,7 @@ def group(heatmaps: np.ndarray, tags: np.ndarray, params: GroupingParams):
     people[..., :2] += quarter_offsets(people, heatmaps)
   elif len(people) and params.subpixel == 'taylor':
     people[..., :2] += taylor_offsets(people, heatmaps)
+  elif len(people) and params.subpixel == 'dark':
+    people[..., :2] += taylor_offsets(people, smooth(heatmaps, params.blur_sigma))
   best = np.argsort(-scores, kind='stable')[:params.max_people]
   return people[best].astype(np.float32), scores[best].astype(np.float32)

@@ -145,13 +145,17 @@ def inside_image_mask(crop_to_image, width: int, height: int, grid: int, stride:
           (xy[..., 1] >= -0.5) & (xy[..., 1] <= height - 0.5))
 
 
-def decode_in_image(heatmaps, crop_to_image, width: int, height: int, stride: int, refine: str):
+def decode_in_image(heatmaps, crop_to_image, width: int, height: int, stride: int, refine: str,
+                    blur_sigma: float = 1.0):
   """Peaks of heatmaps [h, w, K] (one crop) restricted to cells inside the image, mapped to
   image pixels. Returns keypoints float64 [K, 3] (x, y, score), clipped to the pixel centres
   [0, W - 1] x [0, H - 1] (sub-pixel refinement may step past the border cell)."""
   mask = inside_image_mask(crop_to_image, width, height, heatmaps.shape[0], stride)
-  heat = np.where(mask[..., None], heatmaps, -np.inf).astype(np.float32)
-  grid, scores = jax.device_get(decode.heatmap_peaks(heat[None], refine=refine))
+  # 'dark' smooths before the argmax: outside cells get each map's minimum (finite), not -inf.
+  fill = heatmaps.min(axis=(0, 1)) if refine == 'dark' else -np.inf
+  heat = np.where(mask[..., None], heatmaps, fill).astype(np.float32)
+  grid, scores = jax.device_get(decode.heatmap_peaks(heat[None], refine=refine,
+                                                     blur_sigma=blur_sigma))
   xy = transforms.apply_affine(decode.grid_to_input(grid[0], stride), crop_to_image)
   xy = np.clip(xy, 0, [width - 1, height - 1])
   return np.concatenate([xy, scores[0, :, None]], axis=1)
@@ -228,7 +232,8 @@ def predict_single_person(config, predict_fn, variables, images, bboxes, mesh):
   _, _, heat = evaluate.run_batched(predict_fn, variables, np.stack(crops),
                                     config.eval.batch_size, mesh)
   return [decode_in_image(heat[i], to_image[i], im.shape[1], im.shape[0], stride,
-                          config.eval.refine) for i, im in enumerate(images)]
+                          config.eval.refine, config.eval.blur_sigma)
+          for i, im in enumerate(images)]
 
 
 def predict_multi_person(config, model, variables, image):

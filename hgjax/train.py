@@ -80,9 +80,28 @@ def make_schedule(config) -> optax.Schedule:
   return optax.join_schedules([warm, main], [o.warmup_steps])
 
 
+def paced_by_budget(config) -> bool:
+  """Whether the schedule follows the training-time budget (`config.optimizer.pace`)."""
+  return config.optimizer.pace == 'budget'
+
+
+def schedule_step(step: int, seconds: float, config) -> int:
+  """The step at which the learning-rate schedule is evaluated with `optimizer.pace='budget'`.
+
+  Progress is the larger of step / train.num_steps and training seconds / the budget
+  (train.max_minutes): the schedule reaches its end when either runs out, so a run cut short
+  by the budget on a slow machine still ends with its learning rate annealed (budget-aware
+  schedules: Li, Yumer and Ramanan, "Budgeted Training", ICLR 2020).
+  """
+  num_steps, budget_s = config.train.num_steps, 60.0 * config.train.max_minutes
+  return min(num_steps, max(step, int(seconds / budget_s * num_steps)))
+
+
 def make_optimizer(config) -> optax.GradientTransformation:
+  """The optax optimiser of `config.optimizer`. With `pace='budget'` it has unit learning rate
+  and `train_step` scales its updates by the schedule at `schedule_step` (given by the loop)."""
   o = config.optimizer
-  lr = make_schedule(config)
+  lr = 1.0 if paced_by_budget(config) else make_schedule(config)
   if o.name == 'rmsprop':
     # eps outside the square root, as in Torch7 and PyTorch RMSprop.
     tx = optax.rmsprop(lr, decay=o.rmsprop_decay, eps=o.eps, momentum=o.momentum or None,
@@ -130,13 +149,15 @@ def heatmap_loss(outputs, batch, settings: StepSettings):
   return total, per_stack
 
 
-def train_step(state: TrainState, batch: dict, *, settings: StepSettings, loss_fn=heatmap_loss,
-               schedule=None):
+def train_step(state: TrainState, batch: dict, lr=None, *, settings: StepSettings,
+               loss_fn=heatmap_loss, schedule=None):
   """One optimisation step. Pure; jit it with the state donated.
 
   batch: image uint8 [B, H, W, 3]; keypoints float32 [B, P, K, 3] (x, y, v) in input pixels;
-  optionally mask float32 [B, h, w] (1 = supervise). Non-finite loss or gradients skip the
-  update (parameters stay finite) and are counted in the state.
+  optionally mask float32 [B, h, w] (1 = supervise). lr: float32 scalar multiplying the
+  optimiser's updates (`optimizer.pace='budget'`: the optimiser has unit learning rate), or
+  None (the optimiser's own schedule). Non-finite loss or gradients skip the update
+  (parameters stay finite) and are counted in the state.
   Returns (new state, metrics dict of scalars).
   """
   images = normalize_images(batch['image'])
@@ -150,6 +171,8 @@ def train_step(state: TrainState, batch: dict, *, settings: StepSettings, loss_f
   (loss, (per_stack, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
       state.params)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  if lr is not None:
+    updates = jax.tree.map(lambda u: lr * u, updates)
   params = optax.apply_updates(state.params, updates)
   grad_norm = optax.global_norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -166,7 +189,9 @@ def train_step(state: TrainState, batch: dict, *, settings: StepSettings, loss_f
              'train/update_norm': optax.global_norm(updates)}
   for i in range(per_stack.shape[0]):
     metrics[f'train/loss_stack{i}'] = per_stack[i]
-  if schedule is not None:
+  if lr is not None:
+    metrics['train/lr'] = lr
+  elif schedule is not None:
     metrics['train/lr'] = schedule(state.step)
   return new_state, metrics
 
@@ -187,12 +212,16 @@ def loss_for(config):
 
 
 def jit_train_step(config, mesh, loss_fn=heatmap_loss):
-  """`train_step` jitted over `mesh`: batch sharded on 'data', state replicated and donated."""
+  """`train_step` jitted over `mesh`: batch sharded on 'data', state replicated and donated.
+
+  Called as step(state, batch), or step(state, batch, lr) with `optimizer.pace='budget'`.
+  """
   replicated = NamedSharding(mesh, P())
   data = NamedSharding(mesh, P('data'))
   step = functools.partial(train_step, settings=StepSettings.from_config(config),
                            loss_fn=loss_fn, schedule=make_schedule(config))
-  return jax.jit(step, in_shardings=(replicated, data), out_shardings=(replicated, replicated),
+  shardings = (replicated, data, replicated) if paced_by_budget(config) else (replicated, data)
+  return jax.jit(step, in_shardings=shardings, out_shardings=(replicated, replicated),
                  donate_argnums=(0,))
 
 
@@ -308,6 +337,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   t_log, wait_s, step = time.perf_counter(), 0.0, start
   t_start = t_log
   clock = _TrainClock(config, workdir, start)
+  paced, schedule = paced_by_budget(config), make_schedule(config)
   if clock.spent():
     print(f'training-time budget of {config.train.max_minutes} min already spent at step '
           f'{start}: nothing to do', flush=True)
@@ -320,7 +350,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       t0 = time.perf_counter()
       local = next(train_iter)
       wait_s += time.perf_counter() - t0
-      state, metrics = step_fn(state, global_batch(local, mesh))
+      if paced:
+        lr = np.float32(schedule(schedule_step(step, clock.seconds, config)))
+        state, metrics = step_fn(state, global_batch(local, mesh), lr)
+      else:
+        state, metrics = step_fn(state, global_batch(local, mesh))
       step += 1
       if step == start + 1:       # the training clock starts after the compiling first step
         jax.block_until_ready(metrics)

@@ -36,12 +36,15 @@ def test_invalid_values_are_listed_together_with_valid_choices():
   c.optimizer.name = 'adagrad'
   c.dataset.name = 'imagenet'
   c.train.batch_size = 6
+  c.optimizer.pace = 'budget'
+  c.train.max_minutes = 0.0
   found = '\n'.join(config_check.problems(c, device_count=4))
   assert 'config.model.num_stacks=0 must be > 0' in found
   assert 'config.targets.sigma=-1.0 must be > 0' in found
   assert "config.optimizer.name='adagrad' is not one of 'rmsprop', 'adam', 'adamw', 'sgd'" in found
   assert "config.dataset.name='imagenet' is not one of 'mpii', 'coco', 'synthetic'" in found
   assert 'config.train.batch_size=6 is not divisible by the 4 devices' in found
+  assert "config.optimizer.pace='budget' needs config.train.max_minutes > 0, got 0.0" in found
   with pytest.raises(ValueError, match='invalid config'):
     config_check.validate(c, device_count=4)
 

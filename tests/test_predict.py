@@ -206,6 +206,10 @@ def test_decode_maps_heatmap_peaks_back_and_stays_in_the_image():
   np.testing.assert_allclose(kp[1], closed_form(9, 4) + [0.5], atol=1e-6)
   np.testing.assert_allclose(kp[2], closed_form(12.25, 5) + [0.8], atol=1e-6)
   assert closed_form(9, 0)[1] < 0 < closed_form(9, 3)[1]   # rows 0-2 are padding
+  # 'dark' smooths first: the padding still cannot win, symmetric peaks stay put.
+  kp = predict.decode_in_image(heat, to_image, width, height, stride, 'dark', 1.0)
+  np.testing.assert_allclose(kp[0], closed_form(3, 7) + [1.0], atol=1e-4)
+  np.testing.assert_allclose(kp[1], closed_form(9, 4) + [0.5], atol=1e-4)
 
 
 @pytest.mark.parametrize('text', ['1,2,3', 'a,b,c,d', '1,2,0,4', '1,2,3,-4', '1,2,3,nan', ''])

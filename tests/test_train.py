@@ -83,3 +83,44 @@ def test_step_schedule_warmup_and_decay():
   assert float(lr(50)) == pytest.approx(1e-3)
   assert float(lr(150)) == pytest.approx(1e-4)
   assert float(lr(250)) == pytest.approx(1e-5)
+
+
+def test_budget_pace_reaches_the_schedule_end_with_the_budget():
+  c = tiny_config()
+  c.optimizer.pace = 'budget'
+  c.train.num_steps = 1000
+  c.train.max_minutes = 10.0
+  # Steps ahead of the clock: the step count decides; the clock ahead: it decides.
+  assert train.schedule_step(300, 60.0, c) == 300
+  assert train.schedule_step(300, 300.0, c) == 500
+  assert train.schedule_step(300, 600.0, c) == 1000
+  assert train.schedule_step(300, 900.0, c) == 1000
+  c.optimizer.schedule = 'cosine'
+  lr = train.make_schedule(c)
+  assert float(lr(train.schedule_step(300, 300.0, c))) == pytest.approx(0.5e-3, rel=1e-6)
+  assert float(lr(train.schedule_step(300, 600.0, c))) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_budget_pace_step_equals_the_optimisers_own_learning_rate(setup):
+  """Adam with unit learning rate and updates scaled by lr in the step == optax.adam(lr)."""
+  _, model, _, batch = setup
+  config, paced = tiny_config(), tiny_config()
+  paced.optimizer.name = config.optimizer.name = 'adam'
+  paced.optimizer.pace = 'budget'
+  paced.train.max_minutes = 1.0
+  mesh = train.make_mesh()
+  own = train.create_state(config, model, jax.random.key(0))
+  own_step = train.jit_train_step(config, mesh)
+  ext = train.create_state(paced, model, jax.random.key(0))
+  ext_step = train.jit_train_step(paced, mesh)
+  for _ in range(3):
+    own, m_own = own_step(own, batch)
+    ext, m_ext = ext_step(ext, batch, np.float32(config.optimizer.learning_rate))
+  assert float(m_ext['train/lr']) == pytest.approx(float(m_own['train/lr']))
+  for a, b in zip(jax.tree.leaves(own.params), jax.tree.leaves(ext.params), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  # lr 0: nothing moves.
+  before = jax.device_get(ext.params)
+  ext, _ = ext_step(ext, batch, np.float32(0.0))
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(ext.params), strict=True):
+    np.testing.assert_array_equal(a, b)
