@@ -39,13 +39,14 @@ def get_config():
   c.model.inner_increase = 32
   c.model.depth = 3
   c.model.stem_features = 64
-  c.model.num_outputs = 51        # 17 heatmaps + 17 x 2 tag channels
+  c.model.num_outputs = 34        # 17 heatmaps + 17 tag channels
   c.model.batch_norm = True
-  # 2-D tags. With 1-D tags, 38 % of the person pairs in held-out scenes had mean tags closer
-  # than the tag threshold (1.0) after 6300 steps, and grouping with ground-truth ("oracle")
-  # tags scored 0.091 AP higher (0.658 vs 0.567, 200 test scenes). In two 2000-step runs
-  # (stem 32) 2-D tags cut that gap from 0.070 to 0.011 at equal AP (0.231 vs 0.231).
-  c.model.tag_dim = 2
+  # 1-D tags as in the paper. Grouping costs ~0.09-0.10 AP here: with ground-truth ("oracle")
+  # tags the step-6300 checkpoint of a 1-D run scored 0.658 instead of 0.567 (200 test scenes;
+  # 38 % of person pairs had mean tags closer than the 1.0 threshold). 2-D tags (margin 1.5,
+  # 1.06 apart in grouping's RMS distance) closed that gap in a 2000-step run (0.070 -> 0.011)
+  # but not in a full one: 0.534 vs oracle 0.633 at step 5300, AP 0.524 on validation.
+  c.model.tag_dim = 1
 
   # As experiments/synthetic.py: without it the heatmaps sat at the all-zeros solution (AP
   # 0.001 after 500 steps, measured).
@@ -61,9 +62,6 @@ def get_config():
   # where its gradient vanishes: push gradient 14x smaller than pull at step 500, measured);
   # the margin form's gradient there is ~30x larger, and the tags separate (runs in README).
   c.loss.push_form = 'margin'
-  # The margin is Euclidean over the D = 2 tag dimensions; grouping compares the RMS distance
-  # (Euclidean / sqrt(D)) with tag_threshold 1.0: margin 1.5 puts people 1.06 apart there.
-  c.loss.push_margin = 1.5
 
   c.optimizer.name = 'adam'
   c.optimizer.learning_rate = 2e-3
@@ -75,10 +73,11 @@ def get_config():
 
   # Batch 4 as experiments/synthetic.py (more updates per example: better at equal examples).
   c.train.batch_size = 4
-  # 26 training minutes: compilation and 7-8 evaluations add 2.5 minutes (measured), so the
-  # command stays under 30. num_steps is the cap on a fast host (8000 take 25-33 min at the
-  # 16-21 examples/s seen on the fastest days); on a slower one the budget ends training.
-  c.train.num_steps = 8000
+  # 6500 steps took 24.9 training minutes at 16-21 examples/s (README run, AP 0.587). The
+  # 26-minute budget plus compilation and 7-8 evaluations (2.5 minutes, measured) keeps the
+  # command under 30 minutes; on a slower host (12-16 examples/s on 2026-12-07) the budget
+  # ends training first (about 5300 steps) and the budget pace above still anneals the cosine.
+  c.train.num_steps = 6500
   c.train.max_minutes = 26.0
   c.train.log_every = 100
   c.train.checkpoint_every = 1000
