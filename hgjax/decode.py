@@ -33,12 +33,13 @@ def _blur_matrix(n: int, sigma: float) -> np.ndarray:
   return m.astype(np.float32)
 
 
-def gaussian_blur(heatmaps, sigma: float):
-  """Separable Gaussian smoothing of heatmaps [..., h, w, K] (std `sigma` grid pixels)."""
+def gaussian_blur(heatmaps, sigma: float, xp=jnp):
+  """Separable Gaussian smoothing of heatmaps [..., h, w, K] (std `sigma` grid pixels); xp is
+  jax.numpy (on the device) or numpy (on the host, e.g. grouping)."""
   h, w = heatmaps.shape[-3], heatmaps.shape[-2]
-  by, bx = jnp.asarray(_blur_matrix(h, sigma)), jnp.asarray(_blur_matrix(w, sigma))
-  out = jnp.einsum('ij,...jwk->...iwk', by, heatmaps)
-  return jnp.einsum('ij,...hjk->...hik', bx, out)
+  by, bx = xp.asarray(_blur_matrix(h, sigma)), xp.asarray(_blur_matrix(w, sigma))
+  out = xp.einsum('ij,...jwk->...iwk', by, heatmaps)
+  return xp.einsum('ij,...hjk->...hik', bx, out)
 
 
 # Jitted here so that eager callers (tests, scripts) do not dispatch op by op.

@@ -34,7 +34,6 @@ pixels.
 import dataclasses
 
 import numpy as np
-import scipy.ndimage
 import scipy.optimize
 
 from hgjax import decode
@@ -258,15 +257,6 @@ def taylor_offsets(people, heatmaps) -> np.ndarray:
   return np.where(found[..., None], out, 0.0)
 
 
-def smooth(heatmaps, sigma: float) -> np.ndarray:
-  """Gaussian smoothing of each joint's map: heatmaps [h, w, K] -> [h, w, K].
-
-  Mirror borders (reflect-101, as `hgjax.decode.gaussian_blur`), truncated at 3 sigma.
-  """
-  return scipy.ndimage.gaussian_filter(heatmaps, sigma=(sigma, sigma, 0), mode='mirror',
-                                       truncate=3.0)
-
-
 def group(heatmaps: np.ndarray, tags: np.ndarray, params: GroupingParams):
   """People from one image's heatmaps and tags.
 
@@ -301,6 +291,6 @@ def group(heatmaps: np.ndarray, tags: np.ndarray, params: GroupingParams):
   elif len(people) and params.subpixel == 'taylor':
     people[..., :2] += taylor_offsets(people, heatmaps)
   elif len(people) and params.subpixel == 'dark':
-    people[..., :2] += taylor_offsets(people, smooth(heatmaps, params.blur_sigma))
+    people[..., :2] += taylor_offsets(people, decode.gaussian_blur(heatmaps, params.blur_sigma, np))
   best = np.argsort(-scores, kind='stable')[:params.max_people]
   return people[best].astype(np.float32), scores[best].astype(np.float32)

@@ -280,14 +280,15 @@ class _TrainClock:
   def seconds(self) -> float:
     return self.before_s + (time.perf_counter() - self._t if self._t is not None else 0.0)
 
+  def agreed_seconds(self) -> float:
+    """Training seconds by process 0's clock, the same on every process."""
+    if jax.process_count() > 1:
+      return float(multihost_utils.broadcast_one_to_all(np.float32(self.seconds)))
+    return self.seconds
+
   def spent(self) -> bool:
     """Whether the budget is used up; process 0's clock decides for every process."""
-    if self.budget_s <= 0:
-      return False
-    spent = self.seconds >= self.budget_s
-    if jax.process_count() > 1:
-      spent = bool(multihost_utils.broadcast_one_to_all(np.int32(spent)))
-    return spent
+    return self.budget_s > 0 and self.agreed_seconds() >= self.budget_s
 
 
 def _format_eta(seconds: float) -> str:
@@ -338,6 +339,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   t_start = t_log
   clock = _TrainClock(config, workdir, start)
   paced, schedule = paced_by_budget(config), make_schedule(config)
+  # The budget pace reads the clock at log steps only (process 0's, so every process feeds
+  # the replicated step the same lr); between them the schedule follows the step count.
+  paced_s = clock.agreed_seconds() if paced else 0.0
   if clock.spent():
     print(f'training-time budget of {config.train.max_minutes} min already spent at step '
           f'{start}: nothing to do', flush=True)
@@ -351,7 +355,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       local = next(train_iter)
       wait_s += time.perf_counter() - t0
       if paced:
-        lr = np.float32(schedule(schedule_step(step, clock.seconds, config)))
+        lr = np.float32(schedule(schedule_step(step, paced_s, config)))
         state, metrics = step_fn(state, global_batch(local, mesh), lr)
       else:
         state, metrics = step_fn(state, global_batch(local, mesh))
@@ -371,6 +375,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         values['train/input_wait_fraction'] = wait_s / (now - t_log)
         values['train/nonfinite_steps'] = int(state.nonfinite_count)
         values['train/time_s'] = clock.seconds
+        if paced:
+          paced_s = clock.agreed_seconds()
         if not last and clock.spent():
           last = True
           print(f'training-time budget of {config.train.max_minutes} min spent at step {step}',
