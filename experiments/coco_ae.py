@@ -64,6 +64,7 @@ def get_config():
 
   c.grouping.detection_threshold = 0.1
   c.grouping.tag_threshold = 1.0
+  c.grouping.tag_scale = 1.0
   c.grouping.top_k = 30
   c.grouping.max_people = 20
   c.grouping.scales = (1.0,)

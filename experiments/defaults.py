@@ -115,6 +115,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.grouping = g = ml_collections.ConfigDict()   # AE bottom-up decoding
   g.detection_threshold = 0.1
   g.tag_threshold = 1.0
+  g.tag_scale = 1.0              # tags are multiplied by it before grouping (reference: 1)
   g.top_k = 30
   g.max_people = 20
   g.scales = (1.0,)

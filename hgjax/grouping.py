@@ -23,6 +23,10 @@ The procedure of Newell et al. (NeurIPS 2017) as released in pose-ae-train:
      by a Gaussian of std `blur_sigma`, DARK's modulation) or 'none'; person score = mean of the K
      joint scores (0 for joints missing, or filled when `refine_scores` is off); people are
      sorted by it.
+Tags are multiplied by `tag_scale` first (1 in the reference code). Because the matching cost
+rounds the distance, tags that a margin-1 push leaves about 1 apart lose every distance below
+0.5 to the rounding; a scale s > 1 measures distances in units of 1/s, in the matching cost,
+the threshold test and the refinement alike.
 Tag distance between tag vectors is the root mean square over their D dimensions (D = 1: the
 absolute difference; with the flip test the tags of the image and of its flip form D = 2).
 
@@ -44,6 +48,7 @@ from hgjax import skeleton
 class GroupingParams:
   detection_threshold: float = 0.1
   tag_threshold: float = 1.0
+  tag_scale: float = 1.0       # tags are multiplied by it before everything else (see group)
   top_k: int = 30
   max_people: int = 20
   refine: bool = True
@@ -58,11 +63,13 @@ class GroupingParams:
     order = skeleton.AE_JOINT_ORDER if config.dataset.num_joints == 17 else tuple(
         range(config.dataset.num_joints))
     return cls(detection_threshold=g.detection_threshold, tag_threshold=g.tag_threshold,
-               top_k=g.top_k, max_people=g.max_people, refine=g.refine,
+               tag_scale=g.tag_scale, top_k=g.top_k, max_people=g.max_people, refine=g.refine,
                refine_scores=g.refine_scores, subpixel=config.eval.refine,
                blur_sigma=config.eval.blur_sigma, joint_order=tuple(order))
 
   def __post_init__(self):
+    if not self.tag_scale > 0:
+      raise ValueError(f'config.grouping.tag_scale must be > 0, got {self.tag_scale!r}')
     if self.subpixel not in SUBPIXEL:
       raise ValueError(f'grouping sub-pixel refinement (config.eval.refine) must be one of '
                        f'{SUBPIXEL}, got {self.subpixel!r}')
@@ -271,7 +278,7 @@ def group(heatmaps: np.ndarray, tags: np.ndarray, params: GroupingParams):
     (0, 0, 0).
   """
   heatmaps = np.asarray(heatmaps, np.float32)
-  tags = np.asarray(tags, np.float32)
+  tags = np.asarray(tags, np.float32) * np.float32(params.tag_scale)
   if tags.ndim == 3:
     tags = tags[..., None]
   loc, val, tag = candidates(heatmaps, tags, params.top_k, params.detection_threshold)

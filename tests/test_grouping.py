@@ -98,21 +98,58 @@ def test_more_candidates_than_people():
   assert scores[2] < 1.0
 
 
-def test_cost_is_rounded_tag_distance_then_heat():
+def _nose_shoulders_elbow(background, strong_shoulder, weak_shoulder, elbow):
+  """A 16x16 scene: a nose (heat 1, tag 0) at (4, 4), shoulder candidates (heat 0.9 at (2, 8),
+  0.3 at (12, 8)) and an elbow (heat 0.8 at (6, 12)) with the given tags; other tags
+  `background`. Returns heatmaps [16, 16, K], tags [16, 16, K, 1]."""
   heat = np.zeros((16, 16, K), np.float32)
-  tag = np.full((16, 16, K, 1), BACKGROUND_TAG, np.float32)
-  heat[4, 4, 0], tag[4, 4, 0] = 1.0, 0.0          # one person from the nose, tag 0
-  # Shoulder candidates: strong at tag distance 0.7 (rounds to 1), weak at 0.2 (rounds to 0).
-  heat[8, 2, 5], tag[8, 2, 5] = 0.9, 0.7
-  heat[8, 12, 5], tag[8, 12, 5] = 0.3, 0.2
-  # Elbow: the only candidate is 1.2 away in tag, beyond the threshold: a new person.
-  heat[12, 6, 7], tag[12, 6, 7] = 0.8, 1.2
+  tag = np.full((16, 16, K, 1), background, np.float32)
+  heat[4, 4, 0], tag[4, 4, 0] = 1.0, 0.0
+  heat[8, 2, 5], tag[8, 2, 5] = 0.9, strong_shoulder
+  heat[8, 12, 5], tag[8, 12, 5] = 0.3, weak_shoulder
+  heat[12, 6, 7], tag[12, 6, 7] = 0.8, elbow
+  return heat, tag
+
+
+def test_cost_is_rounded_tag_distance_then_heat():
+  # One person from the nose (tag 0). Shoulder candidates: strong at tag distance 0.7 (rounds
+  # to 1), weak at 0.2 (rounds to 0). Elbow: 1.2 away in tag, beyond the threshold: a new person.
+  heat, tag = _nose_shoulders_elbow(BACKGROUND_TAG, 0.7, 0.2, 1.2)
   params = dataclasses.replace(PARAMS, refine=False, subpixel='none')
   kp, _ = grouping.group(heat, tag, params)
   first = [p for p in kp if p[0, 2] > 0][0]
   np.testing.assert_allclose(first[5], [12, 8, 0.3], rtol=1e-6)   # weak, closer-tagged
   assert first[7, 2] == 0
   assert len(kp) == 3                                     # + strong shoulder + elbow
+
+
+def test_tag_scale_refines_the_rounding_and_the_threshold():
+  # Shoulders at tag distance 0.4 (strong) and 0.1 (weak); elbow at 0.6.
+  heat, tag = _nose_shoulders_elbow(BACKGROUND_TAG, 0.4, 0.1, 0.6)
+  params = dataclasses.replace(PARAMS, refine=False, subpixel='none')
+  # Scale 1: both shoulders round to 0, so the stronger wins; the elbow (0.6 < 1) joins.
+  kp, _ = grouping.group(heat, tag, params)
+  first = [p for p in kp if p[0, 2] > 0][0]
+  np.testing.assert_allclose(first[5], [2, 8, 0.9], rtol=1e-6)
+  np.testing.assert_allclose(first[7], [6, 12, 0.8], rtol=1e-6)
+  assert len(kp) == 2
+  # Scale 2: distances 0.8 and 0.2 round to 1 and 0, so the closer-tagged shoulder wins; the
+  # strong one starts a second person (tag 0.8), which the elbow (1.2: 1.1 from the first
+  # person's mean 0.1, 0.4 from the second) joins.
+  scaled = dataclasses.replace(params, tag_scale=2.0)
+  kp, _ = grouping.group(heat, tag, scaled)
+  first = [p for p in kp if p[0, 2] > 0][0]
+  np.testing.assert_allclose(first[5], [12, 8, 0.3], rtol=1e-6)
+  second = [p for p in kp if p[0, 2] == 0][0]
+  assert first[7, 2] == 0 and len(kp) == 2
+  np.testing.assert_allclose(second[[5, 7]], [[2, 8, 0.9], [6, 12, 0.8]], rtol=1e-6)
+  # The same as scaling the tag maps themselves, refinement included.
+  for p in (scaled, dataclasses.replace(PARAMS, tag_scale=2.0)):
+    unscaled = dataclasses.replace(p, tag_scale=1.0)
+    np.testing.assert_array_equal(grouping.group(heat, tag, p)[0],
+                                  grouping.group(heat, tag * 2, unscaled)[0])
+  with pytest.raises(ValueError, match='tag_scale'):
+    dataclasses.replace(PARAMS, tag_scale=0.0)
 
 
 def test_people_sharing_a_joint_location():
