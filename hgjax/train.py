@@ -338,10 +338,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   t_log, wait_s, step = time.perf_counter(), 0.0, start
   t_start = t_log
   clock = _TrainClock(config, workdir, start)
-  paced, schedule = paced_by_budget(config), make_schedule(config)
+  paced = paced_by_budget(config)
   # The budget pace reads the clock at log steps only (process 0's, so every process feeds
-  # the replicated step the same lr); between them the schedule follows the step count.
+  # the replicated step the same lr); between them the schedule follows the step count. The
+  # schedule is tabulated once on the host: evaluating it per step would queue a device
+  # computation behind the train step and block on it, serialising the loop.
   paced_s = clock.agreed_seconds() if paced else 0.0
+  lr_table = (np.asarray(jax.vmap(make_schedule(config))(jnp.arange(config.train.num_steps + 1)),
+                         np.float32) if paced else None)
   if clock.spent():
     print(f'training-time budget of {config.train.max_minutes} min already spent at step '
           f'{start}: nothing to do', flush=True)
@@ -355,7 +359,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       local = next(train_iter)
       wait_s += time.perf_counter() - t0
       if paced:
-        lr = np.float32(schedule(schedule_step(step, paced_s, config)))
+        lr = lr_table[schedule_step(step, paced_s, config)]
         state, metrics = step_fn(state, global_batch(local, mesh), lr)
       else:
         state, metrics = step_fn(state, global_batch(local, mesh))
