@@ -12,7 +12,7 @@ Evaluation: single scale with flip test during training (cheap); the paper's mul
 (about +5 AP) is `--config.grouping.scales='(2.0, 1.0, 0.5)'` in `--mode=eval`.
 """
 
-from experiments import defaults
+from hgjax import defaults
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """The embedded default: a small hourglass on the procedural synthetic people, CPU sized."""
 
-from experiments import defaults
+from hgjax import defaults
 
 
 def get_config():

@@ -9,7 +9,7 @@ cool-coloured, a convention a mirror image breaks (the flipped figure's warm lim
 labelled right), so flipping would make left/right ill-posed.
 """
 
-from experiments import defaults
+from hgjax import defaults
 
 
 def get_config():

@@ -14,7 +14,9 @@ Example (an ablation in four lines):
   steps, pckh = api.metric_curve('/tmp/fg20', 'eval/pckh@0.5')
 
 Conventions (see docs/design.md): keypoints are float32 [..., K, 3] = (x, y, v) in 0-based
-input pixels; model outputs are NHWC heatmaps [B, S (stacks), h, w, C] with h = H / stride.
+input pixels; model outputs are NHWC maps [B, S (stacks), h, w, C] with h = H / stride.
+Method-specific functions (`build_model`, `loss`, `encode`, `decode`, `parse_heatmaps`)
+dispatch through the method table `hgjax.methods.METHODS` on `config.model.kind`.
 """
 
 import ast
@@ -26,8 +28,8 @@ from pathlib import Path
 
 __all__ = [
     'load_config', 'apply_overrides', 'config_problems', 'train_and_evaluate',
-    'evaluate_checkpoint', 'build_model', 'heatmap_mse', 'render_heatmaps', 'heatmap_loss',
-    'loss_for', 'step_settings', 'read_metrics', 'metric_curve', 'final_metric',
+    'evaluate_checkpoint', 'build_model', 'loss', 'encode', 'decode', 'parse_heatmaps',
+    'heatmap_mse', 'render_heatmaps', 'read_metrics', 'metric_curve', 'final_metric',
 ]
 
 
@@ -148,17 +150,60 @@ def evaluate_checkpoint(config, workdir) -> dict:
   return train.evaluate_checkpoint(config, str(workdir))
 
 
-# --- models and losses ----------------------------------------------------------------------
+# --- methods: models, losses, codecs ---------------------------------------------------------
 
 def build_model(config):
-  """The flax linen module of `config.model` (kind 'shg' or 'ae').
+  """The flax linen module of `config.model` (through its method, `config.model.kind`).
 
-  `model.apply(variables, images, train=False)`: images float32 [B, H, W, 3] in [0, 1] ->
-  outputs float32 [B, S, H / 4, W / 4, C] (S = num_stacks, C = num_outputs).
-  `model.init(rng, images, train=False)` gives {'params', 'batch_stats'}.
+  `model.apply(variables, images, train=False)`: images float32 [B, H, W, 3], normalised as the
+  method's `normalize_images` does (SHG, AE: RGB / 255) -> outputs float32 [B, S, H / 4, W / 4,
+  C] (S = num_stacks, C = num_outputs). `model.init(rng, images, train=False)` gives
+  {'params', 'batch_stats'}.
   """
-  from hgjax import models
-  return models.build_model(config)
+  from hgjax import methods
+  return methods.method_for(config).build_model(config)
+
+
+def loss(config, outputs, batch) -> tuple:
+  """The training loss of `config`'s method: outputs [B, S, h, w, C]; batch {'keypoints'
+  [B, P, K, 3] input pixels, optional 'mask' [B, h, w]} -> (total scalar, {name: scalar}), the
+  terms `train_and_evaluate` logs as 'train/<name>' (e.g. 'loss_stack0')."""
+  from hgjax import methods
+  method = methods.method_for(config)
+  settings = method.settings(config)
+  return method.loss(outputs, method.render_targets(batch, settings), settings)
+
+
+def encode(config, keypoints, image_hw) -> dict:
+  """Ideal network outputs of people keypoints [P, K, 3] (input pixels) in an image of size
+  image_hw = (H, W): a dict of numpy maps [H / stride, W / stride, C] named as the method's
+  outputs (SHG: 'heatmaps'; AE: 'heatmaps' and 'tags', each person's tag its index)."""
+  from hgjax import methods
+  return methods.method_for(config).encode(config, keypoints, image_hw)
+
+
+def decode(config, maps: dict, image_hw) -> tuple:
+  """The people in maps of one image (as `encode` returns them, or one stage of outputs split
+  by the method): (people [N, K, 3] (x, y, score) in input pixels, person scores [N]).
+  `decode(config, encode(config, people, hw), hw)` gives the people back (tests/test_methods.py)."""
+  from hgjax import methods
+  return methods.method_for(config).decode(config, maps, image_hw)
+
+
+def parse_heatmaps(maps_a, maps_b, style: str, config=None) -> tuple:
+  """The grouping step alone, on the official code bases' layouts.
+
+  style: a `config.model.kind` ('ae'; 'shg' takes the argmax of each heatmap). AE: maps_a
+  heatmaps [K, H, W], maps_b tags [K, H, W] or [K, H, W, L]. config: the grouping settings
+  (`config.grouping`, `config.eval.refine`); None = `hgjax.defaults`, the reference parser's
+  values (detection threshold 0.1, tag threshold 1, top 30 per joint, 20 people, refinement).
+  Returns (people [N, K, 3] (x, y, score) in heatmap pixels, person scores [N]), best first.
+  """
+  from hgjax import defaults
+  from hgjax import methods
+  if config is None:
+    config = defaults.get_config()
+  return methods.method_named(style).parse(config, maps_a, maps_b)
 
 
 def heatmap_mse(pred, target, joint_weight, foreground_weight: float):
@@ -178,27 +223,6 @@ def render_heatmaps(keypoints, heatmap_size: tuple, stride: int, sigma: float):
   max over people, zero outside a (6 sigma + 1)-wide window (sigma in grid pixels)."""
   from hgjax import targets
   return targets.render_heatmaps(keypoints, heatmap_size, stride, sigma)
-
-
-def step_settings(config):
-  """The static loss settings (`train.StepSettings`) a loss function takes, from `config`."""
-  from hgjax import train
-  return train.StepSettings.from_config(config)
-
-
-def heatmap_loss(outputs, batch, settings):
-  """The SHG training loss: outputs [B, S, h, w, C]; batch {'keypoints' [B, P, K, 3] input
-  pixels, optional 'mask' [B, h, w]} -> (total scalar, per-stack losses [S]). The total sums
-  the stacks (intermediate supervision) or takes the last one, per `settings`."""
-  from hgjax import train
-  return train.heatmap_loss(outputs, batch, settings)
-
-
-def loss_for(config):
-  """The loss function `train_and_evaluate` uses for `config.model.kind` (same signature as
-  `heatmap_loss`: heatmaps for 'shg', heatmaps + push/pull tags for 'ae')."""
-  from hgjax import train
-  return train.loss_for(config)
 
 
 # --- results --------------------------------------------------------------------------------

@@ -4,13 +4,15 @@
   python -m hgjax.bench --pipeline synthetic|mpii|coco
   python -m hgjax.bench --grouping
 
-The step benchmark builds the config of `experiments/mpii.py` adjusted by the flags and times
-exactly what training runs: `train.create_state`, `train.jit_train_step(config, mesh)` and
-`train.global_batch`. Compilation is excluded (the step is compiled ahead of time, then
-warmed up); every timed step ends with a host sync. FLOPs come from XLA's cost analysis of
-the compiled programs. `--peer` times the PyTorch peer (`torch_peer.py bench`, run with the
-python of a separate venv) alternately with hgjax, several rounds in one run, so that both see
-the same machine load and the same allocator (the child inherits LD_PRELOAD / MALLOC_CONF).
+The step benchmark builds its config in code (`make_config`: `hgjax.defaults`, i.e. the MPII
+paper settings of `experiments/mpii.py`, adjusted by the flags; a multi-person method gets
+COCO's shapes) and times exactly what training runs: `train.create_state`,
+`train.jit_train_step(config, mesh)` and `train.global_batch`. Compilation is excluded (the step
+is compiled ahead of time, then warmed up); every timed step ends with a host sync. FLOPs come
+from XLA's cost analysis of the compiled programs. `--peer` times the PyTorch peer
+(`torch_peer.py bench`, run with the python of a separate venv) alternately with hgjax, several
+rounds in one run, so that both see the same machine load and the same allocator (the child
+inherits LD_PRELOAD / MALLOC_CONF).
 
 `--allocator jemalloc|default` re-executes the process with / without jemalloc preloaded
 (`hgjax.allocator`; `hgjax.main` re-executes itself with jemalloc the same way).
@@ -32,6 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from hgjax import allocator
+from hgjax import datasets
+from hgjax import defaults
+from hgjax import methods
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PEER = REPO.parent / 'shared' / 'tools' / 'torch_peer.py'
@@ -53,9 +58,11 @@ def current_rss_mib() -> float:
 
 def make_config(model: str, nstack: int, batch: int, res: int, dtype: str,
                 features: int | None = None, depth: int | None = None):
-  """`experiments/mpii.py` adjusted by the benchmark flags (features/depth: None = as is)."""
-  from experiments import mpii
-  config = mpii.get_config()
+  """`hgjax.defaults` (the MPII paper settings) adjusted by the benchmark flags (model: a
+  `config.model.kind`; features/depth: None = as is). A multi-person method gets COCO's
+  shapes: 17 joints, 30 people, the method's output channels."""
+  method = methods.method_named(model)
+  config = defaults.get_config()
   config.model.kind = model
   if features is not None:
     config.model.features = config.model.stem_features = features
@@ -65,11 +72,11 @@ def make_config(model: str, nstack: int, batch: int, res: int, dtype: str,
   config.model.dtype = dtype
   config.dataset.image_size = res
   config.train.batch_size = batch
-  if model == 'ae':
+  if method.multi_person:
     config.dataset.name = 'coco'
     config.dataset.num_joints = 17
     config.dataset.max_people = 30
-    config.model.num_outputs = 17 * (1 + config.model.tag_dim)
+    config.model.num_outputs = method.num_outputs(config)
   return config
 
 
@@ -81,7 +88,7 @@ def fake_batch(config, seed: int = 0) -> dict:
   kp = np.concatenate([rng.uniform(0, s - 1, (b, d.max_people, k, 2)),
                        np.ones((b, d.max_people, k, 1))], axis=-1).astype(np.float32)
   batch = {'image': rng.integers(0, 256, (b, s, s, 3), dtype=np.uint8), 'keypoints': kp}
-  if config.model.kind == 'ae':
+  if methods.method_for(config).multi_person:
     h = s // d.heatmap_stride
     batch['mask'] = np.ones((b, h, h), np.float32)
   return batch
@@ -108,12 +115,12 @@ class StepBench:
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from hgjax import models
     from hgjax import train
     self.config, self.mode = config, mode
     self.batch_size = config.train.batch_size
     mesh = train.make_mesh()
-    model = models.build_model(config)
+    method = methods.method_for(config)
+    model = method.build_model(config)
     replicated = NamedSharding(mesh, P())
     state = jax.jit(functools.partial(train.create_state, config, model),
                     out_shardings=replicated)(jax.random.key(config.seed))
@@ -121,14 +128,14 @@ class StepBench:
     t0 = time.perf_counter()
 
     def forward(variables, images):
-      return model.apply(variables, train.normalize_images(images), train=False)
+      return model.apply(variables, method.normalize_images(images), train=False)
 
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
     forward_jit = jax.jit(forward, in_shardings=(replicated, batch['image'].sharding))
     fwd = forward_jit.lower(variables, batch['image']).compile()
     self.forward_flops = _flops(fwd) / self.batch_size
     if mode == 'train':
-      step = train.jit_train_step(config, mesh, train.loss_for(config))
+      step = train.jit_train_step(config, mesh)
       lr = (np.float32(config.optimizer.learning_rate),) if train.paced_by_budget(config) else ()
       compiled = step.lower(state, batch, *lr).compile()
       self.train_flops = _flops(compiled) / self.batch_size
@@ -373,9 +380,10 @@ def bench_pipeline(args) -> dict:
   import grain
 
   from hgjax.datasets import pipeline
-  config = make_config('shg', 1, args.batch, args.res, 'float32')
-  if args.pipeline == 'coco':
-    config = make_config('ae', 1, args.batch, args.res, 'float32')
+  # The first method that fits the dataset (single- or multi-person) sets the batch layout.
+  multi = datasets.DATASETS[args.pipeline].multi_person
+  kind = next(k for k, m in methods.METHODS.items() if m.multi_person == multi)
+  config = make_config(kind, 1, args.batch, args.res, 'float32')
   config.dataset.name = args.pipeline
   if args.data_dir:
     config.dataset.data_dir = args.data_dir
@@ -428,10 +436,11 @@ def synthetic_ae_maps(rng, size: int, people: int, joints: int, tag_dim: int):
 
 def bench_grouping(args) -> dict:
   """Milliseconds per image of `grouping.group` (host AE decoding) on synthetic outputs of
-  the COCO AE config: `--people` people (= candidates per joint, capped by grouping.top_k)."""
-  from experiments import coco_ae
+  the COCO AE shapes (512 px input, 128 px maps, 17 joints, flip-test tags; the grouping
+  settings of `hgjax.defaults`, those of `experiments/coco_ae.py`): `--people` people (=
+  candidates per joint, capped by grouping.top_k)."""
   from hgjax import grouping
-  config = coco_ae.get_config()
+  config = make_config('ae', 1, 1, 512, 'float32')
   params = grouping.GroupingParams.from_config(config)
   size = config.dataset.image_size // config.dataset.heatmap_stride
   k = config.dataset.num_joints
@@ -469,7 +478,7 @@ def _print_table(result: dict) -> None:
 
 def parse_args(argv):
   p = argparse.ArgumentParser(prog='python -m hgjax.bench', description=__doc__.split('\n')[0])
-  p.add_argument('--model', choices=['shg', 'ae'], default='shg')
+  p.add_argument('--model', choices=list(methods.METHODS), default='shg')
   p.add_argument('--nstack', type=int, default=2)
   p.add_argument('--batch', type=int, default=8)
   p.add_argument('--mode', choices=['train', 'infer'], default='train')

@@ -6,11 +6,14 @@ fields); this checks values.
 
 import jax
 
+from hgjax import datasets
+from hgjax import methods
+
 CHOICES = {
-    'dataset.name': ('mpii', 'coco', 'synthetic', 'synthetic_scenes'),
+    'dataset.name': tuple(datasets.DATASETS),
     'dataset.on_bad_example': ('error', 'skip'),
     'targets.convention': ('continuous',),
-    'model.kind': ('shg', 'ae'),
+    'model.kind': tuple(methods.METHODS),
     'model.dtype': ('float32', 'bfloat16'),
     'loss.push_form': ('exp', 'margin'),
     'optimizer.name': ('rmsprop', 'adam', 'adamw', 'sgd'),
@@ -61,16 +64,27 @@ def problems(config, device_count: int) -> list:
                '0 < scale_min <= scale_max')
   if config.loss.foreground_weight <= 0:
     out.append(f'config.loss.foreground_weight={config.loss.foreground_weight} must be > 0')
-  needed = d.num_joints * (1 + config.model.tag_dim if config.model.kind == 'ae' else 1)
+  try:
+    method, dataset = methods.method_for(config), datasets.dataset_for(config)
+  except ValueError:    # an unknown kind or name, reported above with the valid choices
+    return out
+  out.extend(_method_problems(config, method, dataset))
+  return out
+
+
+def _method_problems(config, method, dataset) -> list:
+  """The output width and the single/multi-person match of the method and the dataset."""
+  out = []
+  d, kind = config.dataset, config.model.kind
+  needed = method.num_outputs(config)
   if config.model.num_outputs < needed:
     out.append(f'config.model.num_outputs={config.model.num_outputs} must be >= {needed} '
-               f'(dataset.num_joints={d.num_joints}, model.kind={config.model.kind!r})')
-  if config.model.kind == 'shg' and d.name in ('coco', 'synthetic_scenes'):
-    out.append(f"config.model.kind='shg' with config.dataset.name={d.name!r}: multi-person "
-               "data needs model.kind='ae'")
-  if config.model.kind == 'ae' and d.name in ('mpii', 'synthetic'):
-    out.append(f"config.model.kind='ae' with config.dataset.name={d.name!r}: single-person "
-               "data needs model.kind='shg'")
+               f'(dataset.num_joints={d.num_joints}, model.kind={kind!r})')
+  if method.multi_person != dataset.multi_person:
+    fitting = [k for k, m in methods.METHODS.items() if m.multi_person == dataset.multi_person]
+    people = 'multi-person' if dataset.multi_person else 'single-person'
+    out.append(f'config.model.kind={kind!r} with config.dataset.name={d.name!r}: {people} data '
+               f'needs model.kind in {", ".join(map(repr, fitting))}')
   return out
 
 

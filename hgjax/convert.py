@@ -1,15 +1,17 @@
 """Load the authors' PyTorch checkpoints into hgjax models, numerically exactly.
 
-Supported: princeton-vl/pytorch_stacked_hourglass `PoseNet` (kind 'shg', built as
-`hgjax.hourglass.StackedHourglass`) and princeton-vl/pose-ae-train `PoseNet` (kind 'ae', built as
-`hgjax.ae_net.AssociativeEmbeddingNet`). The architecture (stacks, width, outputs, hourglass
-depth, increase, BatchNorm) is inferred from the tensor names and shapes only.
+Every method with an official checkpoint format (`methods.<kind>.OFFICIAL`, an
+`official.OfficialFormat`) is supported: today princeton-vl/pytorch_stacked_hourglass `PoseNet`
+(kind 'shg', built as `hgjax.nn.hourglass.StackedHourglass`) and princeton-vl/pose-ae-train
+`PoseNet` (kind 'ae', built as `hgjax.nn.ae_hourglass.AssociativeEmbeddingNet`). The format and
+the architecture (stacks, width, outputs, hourglass depth, increase, BatchNorm) are inferred from
+the tensor names and shapes only.
 
 Layouts: PyTorch conv weights are OIHW; k x k convs (k > 1) become flax HWIO kernels and 1x1
 convs become `nn.Dense` kernels [C_in, C_out]. BatchNorm weight/bias/running_mean/running_var
-become scale/bias (params) and mean/var (batch_stats). `num_batches_tracked` and the unused
-`skip_layer` convs of the official residuals (built even when input and output widths are
-equal) are ignored.
+become scale/bias (params) and mean/var (batch_stats). `num_batches_tracked` and tensors the
+official modules hold but never use (the format's `unused`, e.g. the SHG `skip_layer` convs of
+equal-width residuals) are ignored.
 
 Input normalisation: both official code bases feed the network RGB images as float32 in
 [0, 1] (uint8 / 255, no mean/std subtraction), NHWC. A converted model expects exactly that.
@@ -25,7 +27,6 @@ the inferred architecture), and prints the matching `--config.model.*` overrides
 import argparse
 import functools
 import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,72 +36,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from hgjax.ae_net import OFFICIAL_INNER_INCREASE
-from hgjax.ae_net import AssociativeEmbeddingNet
-from hgjax.hourglass import StackedHourglass
+from hgjax import methods
+from hgjax.methods import official
 
-# Top-level hgjax module name -> official module prefix, per network kind.
-_SHG_TOP = [
-    (r'stem_conv', 'pre.0.conv'),
-    (r'stem_bn', 'pre.0.bn'),
-    (r'stem_res1', 'pre.1'),
-    (r'stem_res2', 'pre.3'),
-    (r'stem_res3', 'pre.4'),
-    (r'hourglass_(\d+)', r'hgs.\1.0'),
-    (r'feature_res_(\d+)', r'features.\1.0'),
-    (r'feature_conv_(\d+)', r'features.\1.1.conv'),
-    (r'feature_bn_(\d+)', r'features.\1.1.bn'),
-    (r'head_(\d+)', r'outs.\1.conv'),
-    (r'merge_pred_(\d+)', r'merge_preds.\1.conv.conv'),
-    (r'merge_feature_(\d+)', r'merge_features.\1.conv.conv'),
-]
-_AE_TOP = [
-    (r'stem_conv1', 'pre.0'),
-    (r'stem_conv2', 'pre.1'),
-    (r'stem_conv3', 'pre.3'),
-    (r'stem_conv4', 'pre.4'),
-    (r'hourglass_(\d+)', r'features.\1.0'),
-    (r'feature_conv1_(\d+)', r'features.\1.1'),
-    (r'feature_conv2_(\d+)', r'features.\1.2'),
-    (r'head_(\d+)', r'outs.\1.conv'),
-    (r'merge_pred_(\d+)', r'merge_preds.\1.conv.conv'),
-    (r'merge_feature_(\d+)', r'merge_features.\1.conv.conv'),
-]
-# (collection, hgjax leaf name) -> official tensor name suffix.
-_LEAVES = {
-    ('params', 'kernel'): 'weight',
-    ('params', 'bias'): 'bias',
-    ('params', 'scale'): 'weight',
-    ('batch_stats', 'mean'): 'running_mean',
-    ('batch_stats', 'var'): 'running_var',
-}
 _WRAPPER_PREFIXES = ('module.', 'model.')
 _MAX_LISTED = 30
 
-CONFIG_KEYS = ('kind', 'num_stacks', 'features', 'num_outputs', 'depth', 'increase',
-               'inner_increase', 'batch_norm', 'stem_features')
-
 
 # ----------------------------------------------------------------------------- names, layouts
-
-
-def _official_name(kind: str, flat_key: tuple[str, ...]) -> str:
-  """hgjax flat variable key (collection, module..., leaf) -> official PyTorch tensor name."""
-  collection, modules, leaf = flat_key[0], list(flat_key[1:-1]), flat_key[-1]
-  for pattern, replacement in (_SHG_TOP if kind == 'shg' else _AE_TOP):
-    if re.fullmatch(pattern, modules[0]):
-      modules[0] = re.sub(pattern, replacement, modules[0])
-      break
-  else:
-    raise ValueError(f'no official name for hgjax module {modules[0]!r} ({kind})')
-  if kind == 'shg' and len(modules) > 1:
-    # Inside an official Residual the convs are `Conv` wrappers (`.conv`) and the skip conv is
-    # `skip_layer`.
-    if modules[-1] in ('conv1', 'conv2', 'conv3'):
-      modules[-1] += '.conv'
-    elif modules[-1] == 'skip':
-      modules[-1] = 'skip_layer.conv'
-  return '.'.join(modules + [_LEAVES[(collection, leaf)]])
 
 
 def _to_torch_layout(x: np.ndarray) -> np.ndarray:
@@ -154,83 +97,30 @@ def _as_float32(value) -> np.ndarray:
   return value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
 
 
-def _shape_of(sd: Mapping, name: str, what: str) -> tuple[int, ...]:
-  if name not in sd:
-    raise ValueError(f'missing tensor {name!r} (needed to infer the {what})')
-  return tuple(np.shape(sd[name]))
-
-
-def _depth(sd: Mapping, hourglass_prefix: str) -> int:
-  """Hourglass levels = nesting levels `<prefix>(low2.)*n` that contain an `up1`."""
-  depth = 0
-  while any(k.startswith(hourglass_prefix + 'low2.' * depth + 'up1.') for k in sd):
-    depth += 1
-  if depth == 0:
-    raise ValueError(f'no hourglass tensors {hourglass_prefix}up1.* in the state dict')
-  return depth
+def official_format(state_dict: Mapping) -> official.OfficialFormat:
+  """The official format of a state dict (wrapper prefixes removed); ValueError if no method's
+  format accepts its tensor names."""
+  for method in methods.METHODS.values():
+    if method.official is not None and method.official.matches(state_dict):
+      return method.official
+  kinds = [m.name for m in methods.METHODS.values() if m.official is not None]
+  raise ValueError(f'not an official checkpoint of any of {kinds}: no format accepts tensor '
+                   f'names such as {sorted(state_dict)[:5]}')
 
 
 def infer_architecture(state_dict: Mapping) -> dict:
-  """Architecture of an official SHG or AE state dict, from tensor names and shapes only.
-
-  Returns {'kind': 'shg'|'ae', 'num_stacks', 'features', 'num_outputs', 'depth', 'increase'
-  (outermost hourglass level), 'inner_increase' (the inner levels), 'batch_norm', 'stem_features'}.
-  """
+  """Architecture of an official state dict, from tensor names and shapes only: {'kind': the
+  method, and the `config.model` values that build it} (see the method's format)."""
   sd = _strip_wrappers(state_dict)
-  stacks = {int(m.group(1)) for k in sd if (m := re.match(r'outs\.(\d+)\.', k))}
-  if not stacks:
-    raise ValueError('not an official Stacked Hourglass / Associative Embedding state dict: '
-                     'no `outs.<i>.conv.weight` tensors')
-  num_outputs = _shape_of(sd, 'outs.0.conv.weight', 'number of outputs')[0]
-  if any(k.startswith('hgs.') for k in sd):
-    kind, hg = 'shg', 'hgs.0.0.'
-    features = _shape_of(sd, 'pre.4.conv3.conv.weight', 'width')[0]
-    depth = _depth(sd, hg)
-    low1 = 'conv3.conv.weight'
-    batch_norm = True
-    stem = _shape_of(sd, 'pre.1.conv3.conv.weight', 'stem width')[0]
-  else:
-    kind, hg = 'ae', 'features.0.0.'
-    features = _shape_of(sd, 'pre.4.conv.weight', 'width')[0]
-    depth = _depth(sd, hg)
-    low1 = 'conv.weight'
-    batch_norm = 'pre.0.bn.weight' in sd
-    stem = _shape_of(sd, 'pre.1.conv.weight', 'stem width')[0]
-  increase = _shape_of(sd, f'{hg}low1.{low1}', 'increase')[0] - features
-  if depth > 1:
-    inner = _shape_of(sd, f'{hg}low2.low1.{low1}', 'inner increase')[0]
-    inner_increase = inner - features - increase
-  else:
-    # Not observable with a single level; the official default of each code base.
-    inner_increase = OFFICIAL_INNER_INCREASE if kind == 'ae' else 0
-  return {'kind': kind, 'num_stacks': max(stacks) + 1, 'features': features,
-          'num_outputs': num_outputs, 'depth': depth, 'increase': increase,
-          'inner_increase': inner_increase, 'batch_norm': batch_norm, 'stem_features': stem}
+  return official_format(sd).infer_architecture(sd)
 
 
 def build_model(arch: Mapping, dtype=jnp.float32) -> nn.Module:
   """The hgjax model of an `infer_architecture` dict."""
-  if arch['kind'] == 'shg':
-    extra = {}
-    if arch['increase'] or arch['inner_increase']:
-      # The official SHG `Hourglass(n, f, bn, increase=0)` widens its outermost level only.
-      # Built only if StackedHourglass offers that same `increase` field.
-      if arch['inner_increase'] or 'increase' not in StackedHourglass.__dataclass_fields__:
-        raise ValueError(
-            f'Stacked Hourglass with increase={arch["increase"]}, inner increase '
-            f'{arch["inner_increase"]}: hgjax.hourglass.StackedHourglass builds constant-width '
-            'hourglasses only (the official default, increase=0)')
-      extra['increase'] = arch['increase']
-    return StackedHourglass(num_stacks=arch['num_stacks'], features=arch['features'],
-                            num_outputs=arch['num_outputs'], depth=arch['depth'], dtype=dtype,
-                            stem_features=arch['stem_features'], **extra)
-  if arch['kind'] == 'ae':
-    return AssociativeEmbeddingNet(
-        num_stacks=arch['num_stacks'], features=arch['features'], increase=arch['increase'],
-        num_outputs=arch['num_outputs'], batch_norm=arch['batch_norm'], depth=arch['depth'],
-        dtype=dtype, inner_increase=arch['inner_increase'],
-        stem_features=arch['stem_features'])
-  raise ValueError(f'unknown model kind {arch["kind"]!r}')
+  fmt = methods.method_named(arch['kind']).official
+  if fmt is None:
+    raise ValueError(f'model kind {arch["kind"]!r} has no official checkpoint format')
+  return fmt.build_model(arch, dtype)
 
 
 def _variable_shapes(model: nn.Module, depth: int) -> dict[tuple[str, ...], tuple[int, ...]]:
@@ -238,11 +128,6 @@ def _variable_shapes(model: nn.Module, depth: int) -> dict[tuple[str, ...], tupl
   images = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
   abstract = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), images)
   return {k: v.shape for k, v in traverse_util.flatten_dict(abstract).items()}
-
-
-def _unused_skip_owner(name: str) -> str | None:
-  m = re.fullmatch(r'(.+)\.skip_layer\.conv\.(weight|bias)', name)
-  return m.group(1) if m else None
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -256,11 +141,11 @@ def convert_state_dict(state_dict: Mapping) -> tuple[nn.Module, dict]:
   tensor and every misshapen tensor with its expected and actual PyTorch shape.
   """
   sd = {k: _as_float32(v) for k, v in _strip_wrappers(state_dict).items()}
-  arch = infer_architecture(sd)
-  model = build_model(arch)
+  fmt = official_format(sd)
+  arch = fmt.infer_architecture(sd)
+  model = fmt.build_model(arch, jnp.float32)
   shapes = _variable_shapes(model, arch['depth'])
-  expected = {_official_name(arch['kind'], key): key for key in shapes}
-  residuals = {n.rsplit('.', 3)[0] for n in expected if n.endswith('.conv1.conv.weight')}
+  expected = {fmt.official_name(key): key for key in shapes}
 
   missing, misshapen, flat = [], [], {}
   for name, key in expected.items():
@@ -274,9 +159,8 @@ def convert_state_dict(state_dict: Mapping) -> tuple[nn.Module, dict]:
       continue
     flat[key] = np.ascontiguousarray(_from_torch_layout(sd[name], len(shapes[key])),
                                      dtype=np.float32)
-  unexpected = [
-      n for n in sd if n not in expected and not n.endswith('.num_batches_tracked')
-      and not (arch['kind'] == 'shg' and _unused_skip_owner(n) in residuals)]
+  unexpected = [n for n in sd if n not in expected and not n.endswith('.num_batches_tracked')
+                and not fmt.unused(n, set(expected))]
 
   if missing or unexpected or misshapen:
     lines = [f'state dict does not match the inferred {arch["kind"]} architecture {arch}:']
@@ -293,37 +177,27 @@ def convert_state_dict(state_dict: Mapping) -> tuple[nn.Module, dict]:
   return model, variables
 
 
-def _model_kind(variables: Mapping) -> str:
-  params = variables['params']
-  if 'stem_conv' in params:
-    return 'shg'
-  if 'stem_conv1' in params:
-    return 'ae'
-  raise ValueError('variables are neither a StackedHourglass nor an AssociativeEmbeddingNet')
-
-
 def to_official_state_dict(variables: Mapping) -> dict[str, np.ndarray]:
   """hgjax variables -> official PyTorch state dict (name -> float32 numpy, PyTorch layouts).
 
   Also emits what the official modules carry but hgjax does not use, so that PyTorch's
-  strict `load_state_dict` accepts it: zero `skip_layer` convs for residuals with equal widths
-  and `num_batches_tracked` = 0 for every BatchNorm.
+  strict `load_state_dict` accepts it: the format's `padding` (SHG: zero `skip_layer` convs
+  for residuals with equal widths) and `num_batches_tracked` = 0 for every BatchNorm.
   """
-  kind = _model_kind(variables)
+  owners = [m.official for m in methods.METHODS.values()
+            if m.official is not None and m.official.owns(variables)]
+  if not owners:
+    raise ValueError('variables are not those of a network with an official checkpoint format')
+  fmt = owners[0]
   flat = traverse_util.flatten_dict({k: variables[k] for k in ('params', 'batch_stats')
                                      if k in variables})
   sd = {}
   for key, value in flat.items():
-    sd[_official_name(kind, key)] = _to_torch_layout(np.asarray(value, np.float32))
+    sd[fmt.official_name(key)] = _to_torch_layout(np.asarray(value, np.float32))
   for name in list(sd):
     if name.endswith('.running_mean'):
       sd[name[:-len('running_mean')] + 'num_batches_tracked'] = np.zeros((), np.int64)
-    if kind == 'shg' and name.endswith('.conv3.conv.weight'):
-      prefix = name[:-len('conv3.conv.weight')]
-      if prefix + 'skip_layer.conv.weight' not in sd:
-        width = sd[name].shape[0]
-        sd[prefix + 'skip_layer.conv.weight'] = np.zeros((width, width, 1, 1), np.float32)
-        sd[prefix + 'skip_layer.conv.bias'] = np.zeros((width,), np.float32)
+  sd.update(fmt.padding(sd))
   return sd
 
 
@@ -398,7 +272,7 @@ def state_dict_from_checkpoint(obj) -> dict[str, np.ndarray]:
 
 def model_config(arch: Mapping) -> dict:
   """Config values (`model.<key>`) that build the model of an `infer_architecture` dict."""
-  return {f'model.{k}': arch[k] for k in CONFIG_KEYS}
+  return {f'model.{k}': v for k, v in arch.items()}
 
 
 def save_converted(out_dir: str | Path, variables: Mapping, arch: Mapping) -> None:
@@ -414,11 +288,16 @@ def save_converted(out_dir: str | Path, variables: Mapping, arch: Mapping) -> No
   (out_dir / 'model_config.json').write_text(json.dumps(config, indent=1) + '\n')
 
 
+def build_note(arch: Mapping) -> str:
+  """What the CLI says about the outputs of a converted model of this architecture."""
+  return methods.method_named(arch['kind']).official.note
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(
       prog='python -m hgjax.convert',
-      description='Convert an official PyTorch Stacked Hourglass / Associative Embedding '
-      'checkpoint into an hgjax orbax checkpoint.')
+      description='Convert an official PyTorch checkpoint (Stacked Hourglass, Associative '
+      'Embedding) into an hgjax orbax checkpoint.')
   parser.add_argument('checkpoint', help='.npz state dict or PyTorch .pt/.pth/.tar')
   parser.add_argument('--out', required=True, help='output directory')
   parser.add_argument('--allow-pickle', action='store_true',
@@ -435,9 +314,9 @@ def main(argv=None) -> None:
   print('inputs: RGB float32 in [0, 1] (uint8 / 255), NHWC, as the official code feeds them')
   overrides = ' '.join(f'--config.{k}={v}' for k, v in model_config(arch).items())
   print(f'config: {overrides} --config.init_checkpoint={out}')
-  if arch['kind'] == 'ae':
-    print('note: the official AE code reads channels [0:17] as heatmaps and [17:34] as tags '
-          '(tag dimension 1); the released model has 68 outputs, the last 34 unused')
+  note = build_note(arch)
+  if note:
+    print(f'note: {note}')
 
 
 if __name__ == '__main__':

@@ -14,13 +14,13 @@ with (x, y) in original image pixels (0-based, pixel centres at integers) and th
 value as score (person score: mean over joints), and `OUTDIR/<stem>.png`: the image with the
 predicted skeletons drawn (and the `--bbox` box, if any).
 
-Single-person models (config.model.kind == 'shg') see one square crop per image: the square of
+Single-person methods (Stacked Hourglass) see one square crop per image: the square of
 side max(W, H) centred on the image (the whole image, padded with black), or with `--bbox
 x,y,w,h` (top-left corner and size in pixels, edges in the same convention as keypoints: the
 whole image is -0.5,-0.5,W,H) the square of side 1.25 * max(w, h) centred on the box (the
 hourglass margin). Peaks are taken among the heatmap cells inside the image, so every keypoint
-lies in the image. Associative Embedding models (kind 'ae') find every person in the whole image
-(`hgjax.ae_evaluate.predict_people`); they take no --bbox.
+lies in the image. Multi-person methods (Associative Embedding) find every person in the whole
+image (`hgjax.evaluation.multi_person.predict_people`); they take no --bbox.
 """
 
 import functools
@@ -41,11 +41,13 @@ from ml_collections import config_flags
 from hgjax import checkpoints
 from hgjax import config_check
 from hgjax import decode
-from hgjax import evaluate
-from hgjax import models
+from hgjax import methods
 from hgjax import skeleton
 from hgjax import train
 from hgjax import transforms
+from hgjax.evaluation import drawing
+from hgjax.evaluation import multi_person
+from hgjax.evaluation import single_person
 
 # Side of the square crop around a --bbox, relative to the box's longer side (the hourglass
 # convention scales MPII person boxes by 1.25).
@@ -229,18 +231,17 @@ def predict_single_person(config, predict_fn, variables, images, bboxes, mesh):
     crop, a = crop_image(image, center, side, size)
     crops.append(crop)
     to_image.append(transforms.invert_affine(a))
-  _, _, heat = evaluate.run_batched(predict_fn, variables, np.stack(crops),
+  _, _, heat = single_person.run_batched(predict_fn, variables, np.stack(crops),
                                     config.eval.batch_size, mesh)
   return [decode_in_image(heat[i], to_image[i], im.shape[1], im.shape[0], stride,
                           config.eval.refine, config.eval.blur_sigma)
           for i, im in enumerate(images)]
 
 
-def predict_multi_person(config, model, variables, image):
-  """All people in image (RGB uint8 [H, W, 3]) from an AE model: (list of keypoints [K, 3]
-  (x, y, score) in image pixels, list of person scores), best first."""
-  from hgjax import ae_evaluate
-  people = ae_evaluate.predict_people(variables, model, config, image)
+def predict_multi_person(config, method, model, variables, image):
+  """All people in image (RGB uint8 [H, W, 3]) from a multi-person method: (list of keypoints
+  [K, 3] (x, y, score) in image pixels, list of person scores), best first."""
+  people = multi_person.predict_people(variables, config, method, model, image)
   return [kp for kp, _ in people], [score for _, score in people]
 
 
@@ -254,7 +255,7 @@ def overlay(image: np.ndarray, people, num_joints: int, bbox=None) -> np.ndarray
   edges = skeleton.edges_for(num_joints)
   for i, kp in enumerate(people):
     shown = np.concatenate([np.asarray(kp)[:, :2], np.ones((len(kp), 1))], axis=1)
-    out = evaluate.draw_skeleton(out, shown, PERSON_COLOURS[i % len(PERSON_COLOURS)], edges)
+    out = drawing.draw_skeleton(out, shown, PERSON_COLOURS[i % len(PERSON_COLOURS)], edges)
   return out
 
 
@@ -293,9 +294,10 @@ def predict_files(config, workdir, out_dir, image_paths, bbox=None) -> list:
   if dupes:
     raise InputError(f'several images share the name {dupes[0]!r}; outputs are named after '
                      'the file stem, so run them separately')
-  kind = config.model.kind
-  if bbox is not None and kind != 'shg':
-    raise InputError(f'--bbox applies to single-person models; config.model.kind={kind!r}')
+  method = methods.method_for(config)
+  if bbox is not None and method.multi_person:
+    raise InputError(f'--bbox applies to single-person models; config.model.kind='
+                     f'{config.model.kind!r} finds every person in the whole image')
   config_check.validate(config)
   out_dir = Path(out_dir)
   names = skeleton.joint_names(config.dataset.num_joints)
@@ -310,17 +312,17 @@ def predict_files(config, workdir, out_dir, image_paths, bbox=None) -> list:
         _check_box_overlaps(bbox, im, p)
     if model is None:   # after reading the first images: bad files fail before the slow part
       mesh = train.make_mesh()
-      model = models.build_model(config)
+      model = method.build_model(config)
       variables, source = load_variables(config, workdir, model, mesh)
       print(f'weights: {source}', flush=True)
-      if kind == 'shg':
-        predict_fn = evaluate.make_predict_fn(config, model, mesh)
+      if not method.multi_person:
+        predict_fn = single_person.make_predict_fn(config, method, model, mesh)
       out_dir.mkdir(parents=True, exist_ok=True)
-    if kind == 'shg':
+    if not method.multi_person:
       results = [([kp], [kp[:, 2].mean()]) for kp in predict_single_person(
           config, predict_fn, variables, images, [bbox] * len(images), mesh)]
     else:
-      results = [predict_multi_person(config, model, variables, im) for im in images]
+      results = [predict_multi_person(config, method, model, variables, im) for im in images]
     for p, im, (people, scores) in zip(batch, images, results, strict=True):
       written += write_outputs(out_dir, p.stem, im, people, scores, names, bbox)
       print(f'{p}: {len(people)} person(s) -> {out_dir / p.stem}.json, .png', flush=True)

@@ -22,44 +22,16 @@ from jax.sharding import PartitionSpec as P
 from hgjax import allocator
 from hgjax import checkpoints
 from hgjax import config_check
-from hgjax import evaluate
-from hgjax import losses
+from hgjax import methods
 from hgjax import metric_writer
-from hgjax import models
-from hgjax import targets
 from hgjax.datasets import pipeline
+from hgjax.evaluation import evaluators
 
 
 class TrainState(train_state.TrainState):
   batch_stats: Any
   nonfinite_count: jax.Array        # updates skipped because loss or gradients were not finite
   first_nonfinite_step: jax.Array   # step of the first such update, -1 if none
-
-
-@dataclasses.dataclass(frozen=True)
-class StepSettings:
-  """The static (hashable) part of a config that `train_step` needs."""
-  num_joints: int
-  heatmap_size: int
-  stride: int
-  sigma: float
-  foreground_weight: float
-  intermediate_supervision: bool
-  tag_dim: int
-  push_weight: float
-  pull_weight: float
-  push_form: str
-  push_margin: float
-
-  @classmethod
-  def from_config(cls, config):
-    d, lo = config.dataset, config.loss
-    return cls(num_joints=d.num_joints, heatmap_size=d.image_size // d.heatmap_stride,
-               stride=d.heatmap_stride, sigma=config.targets.sigma,
-               foreground_weight=lo.foreground_weight,
-               intermediate_supervision=lo.intermediate_supervision,
-               tag_dim=config.model.tag_dim, push_weight=lo.push_weight,
-               pull_weight=lo.pull_weight, push_form=lo.push_form, push_margin=lo.push_margin)
 
 
 def make_schedule(config) -> optax.Schedule:
@@ -119,11 +91,6 @@ def make_optimizer(config) -> optax.GradientTransformation:
   return tx
 
 
-def normalize_images(images):
-  """uint8 [B, H, W, 3] -> float32 in [0, 1] (the official code's input scaling)."""
-  return images.astype(jnp.float32) / 255.0
-
-
 def create_state(config, model, rng) -> TrainState:
   size = config.dataset.image_size
   variables = model.init(rng, jnp.zeros((1, size, size, 3), jnp.float32), train=False)
@@ -134,41 +101,27 @@ def create_state(config, model, rng) -> TrainState:
                            first_nonfinite_step=jnp.full((), -1, jnp.int32))
 
 
-def heatmap_loss(outputs, batch, settings: StepSettings):
-  """outputs [B, S, h, w, C] -> (total loss, per-stack losses [S]). Channels [:K] are the
-  heatmaps; later channels (AE tags) are ignored here."""
-  k, h = settings.num_joints, settings.heatmap_size
-  kp = batch['keypoints']
-  target = targets.render_heatmaps(kp, (h, h), settings.stride, settings.sigma)
-  weight = targets.joint_weights(kp)
-  if 'mask' in batch:                                   # [B, h, w], 0 = ignore
-    weight = weight[:, None, None, :] * batch['mask'][..., None]
-  per_stack = losses.heatmap_mse(outputs[..., :k], target, weight,
-                                 settings.foreground_weight).mean(axis=0)
-  total = per_stack.sum() if settings.intermediate_supervision else per_stack[-1]
-  return total, per_stack
-
-
-def train_step(state: TrainState, batch: dict, lr=None, *, settings: StepSettings,
-               loss_fn=heatmap_loss, schedule=None):
-  """One optimisation step. Pure; jit it with the state donated.
+def train_step(state: TrainState, batch: dict, lr=None, *, method, settings, schedule=None):
+  """One optimisation step of `method` (a `methods.Method`). Pure; jit it with the state donated.
 
   batch: image uint8 [B, H, W, 3]; keypoints float32 [B, P, K, 3] (x, y, v) in input pixels;
-  optionally mask float32 [B, h, w] (1 = supervise). lr: float32 scalar multiplying the
-  optimiser's updates (`optimizer.pace='budget'`: the optimiser has unit learning rate), or
-  None (the optimiser's own schedule). Non-finite loss or gradients skip the update
-  (parameters stay finite) and are counted in the state.
-  Returns (new state, metrics dict of scalars).
+  optionally mask float32 [B, h, w] (1 = supervise). settings: `method.settings(config)`.
+  lr: float32 scalar multiplying the optimiser's updates (`optimizer.pace='budget'`: the
+  optimiser has unit learning rate), or None (the optimiser's own schedule). Non-finite loss or
+  gradients skip the update (parameters stay finite) and are counted in the state.
+  Returns (new state, metrics dict of scalars: 'train/loss', the method's loss terms as
+  'train/<name>', gradient, parameter and update norms, 'train/lr').
   """
-  images = normalize_images(batch['image'])
+  images = method.normalize_images(batch['image'])
+  targets = method.render_targets(batch, settings)
 
   def objective(params):
     outputs, new_vars = state.apply_fn({'params': params, 'batch_stats': state.batch_stats},
                                        images, train=True, mutable=['batch_stats'])
-    total, per_stack = loss_fn(outputs, batch, settings)
-    return total, (per_stack, new_vars.get('batch_stats', {}))
+    total, terms = method.loss(outputs, targets, settings)
+    return total, (terms, new_vars.get('batch_stats', {}))
 
-  (loss, (per_stack, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
+  (loss, (terms, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
       state.params)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   if lr is not None:
@@ -187,8 +140,7 @@ def train_step(state: TrainState, batch: dict, lr=None, *, settings: StepSetting
   metrics = {'train/loss': loss, 'train/grad_norm': grad_norm,
              'train/param_norm': optax.global_norm(state.params),
              'train/update_norm': optax.global_norm(updates)}
-  for i in range(per_stack.shape[0]):
-    metrics[f'train/loss_stack{i}'] = per_stack[i]
+  metrics.update({f'train/{name}': value for name, value in terms.items()})
   if lr is not None:
     metrics['train/lr'] = lr
   elif schedule is not None:
@@ -203,23 +155,17 @@ def make_mesh() -> jax.sharding.Mesh:
                        axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def loss_for(config):
-  """The loss function for `config.model.kind`: heatmaps (SHG) or heatmaps + tags (AE)."""
-  if config.model.kind == 'ae':
-    from hgjax import ae_loss
-    return ae_loss.ae_loss
-  return heatmap_loss
-
-
-def jit_train_step(config, mesh, loss_fn=heatmap_loss):
-  """`train_step` jitted over `mesh`: batch sharded on 'data', state replicated and donated.
+def jit_train_step(config, mesh):
+  """`train_step` of `config`'s method jitted over `mesh`: batch sharded on 'data', state
+  replicated and donated.
 
   Called as step(state, batch), or step(state, batch, lr) with `optimizer.pace='budget'`.
   """
   replicated = NamedSharding(mesh, P())
   data = NamedSharding(mesh, P('data'))
-  step = functools.partial(train_step, settings=StepSettings.from_config(config),
-                           loss_fn=loss_fn, schedule=make_schedule(config))
+  method = methods.method_for(config)
+  step = functools.partial(train_step, method=method, settings=method.settings(config),
+                           schedule=make_schedule(config))
   shardings = (replicated, data, replicated) if paced_by_budget(config) else (replicated, data)
   return jax.jit(step, in_shardings=shardings, out_shardings=(replicated, replicated),
                  donate_argnums=(0,))
@@ -306,7 +252,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   config_check.validate(config)
   mesh = make_mesh()
-  model = models.build_model(config)
+  method = methods.method_for(config)
+  model = method.build_model(config)
   replicated = NamedSharding(mesh, P())
   rng = jax.random.key(config.seed)
   abstract = jax.eval_shape(functools.partial(create_state, config, model), rng)
@@ -328,8 +275,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           config.init_checkpoint, {'params': state.params, 'batch_stats': state.batch_stats})
       state = state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
       print(f'initialised from {config.init_checkpoint}', flush=True)
-  step_fn = jit_train_step(config, mesh, loss_for(config))
-  evaluator = evaluate.make_evaluator(config, model, mesh)
+  step_fn = jit_train_step(config, mesh)
+  evaluator = evaluators.make_evaluator(config, method, model, mesh)
   writer = metric_writer.MetricWriter(workdir, start)
   config_json = config.to_dict()
   num_steps = config.train.num_steps
@@ -428,7 +375,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   """
   config_check.validate(config)
   mesh = make_mesh()
-  model = models.build_model(config)
+  method = methods.method_for(config)
+  model = method.build_model(config)
   replicated = NamedSharding(mesh, P())
   abstract = jax.eval_shape(functools.partial(create_state, config, model),
                             jax.random.key(config.seed))
@@ -452,7 +400,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   else:
     raise FileNotFoundError(f'nothing to evaluate: no checkpoint in {workdir}/checkpoints, and '
                             'config.eval.checkpoint and config.init_checkpoint are empty')
-  evaluator = evaluate.make_evaluator(config, model, mesh)
+  evaluator = evaluators.make_evaluator(config, method, model, mesh)
   writer = metric_writer.MetricWriter(workdir, resume_step=None)
   metrics = evaluator.run(_Variables(**variables), step, writer, workdir)
   writer.close()

@@ -13,8 +13,8 @@ from jax import lax
 
 from hgjax import allocator
 from hgjax import bench
-from hgjax import hourglass
-from hgjax import models
+from hgjax import methods
+from hgjax.nn import layers
 
 TINY = ['--nstack', '1', '--batch', '2', '--res', '64', '--features', '64', '--depth', '1',
         '--steps', '2', '--warmup', '1']
@@ -23,7 +23,7 @@ TINY = ['--nstack', '1', '--batch', '2', '--res', '64', '--features', '64', '--d
 def _layer_macs(config) -> float:
   """Multiply-adds of every Conv/Dense in one forward pass of one example, counted from the
   kernel shapes and the output sizes seen at call time (independent of XLA)."""
-  model = models.build_model(config)
+  model = methods.method_for(config).build_model(config)
   size = config.dataset.image_size
   x = jnp.zeros((1, size, size, 3))
   macs = []
@@ -67,7 +67,7 @@ def test_tiny_train_run_writes_consistent_json(tmp_path, capsys):
   assert 0 < r['rss_after_compile_mib'] <= r['peak_rss_after_compile_mib'] <= r['peak_rss_mib']
   # The step's arguments are the train state (parameters, batch statistics, optimizer slots:
   # at least twice the parameters) and the batch (float32 images here).
-  variables = jax.eval_shape(lambda: models.build_model(config).init(
+  variables = jax.eval_shape(lambda: methods.method_for(config).build_model(config).init(
       jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False))
   param_mib = sum(x.size * 4 for x in jax.tree.leaves(variables['params'])) / 2**20
   assert 2 * param_mib < r['xla_argument_mib'] < 5 * param_mib + 2 * 64 * 64 * 3 * 4 / 2**20 + 1
@@ -113,9 +113,9 @@ def test_fast_conv_gradient_equals_xla(kernel, stride, padding, dtype):
                                 .astype(jnp.float32)).sum()
 
   np.testing.assert_array_equal(
-      hourglass.conv_general_dilated(x, w, *args, dimension_numbers=dims),
+      layers.conv_general_dilated(x, w, *args, dimension_numbers=dims),
       lax.conv_general_dilated(x, w, *args, dimension_numbers=dims))
-  got = jax.grad(loss(hourglass.conv_general_dilated), (0, 1))(x, w)
+  got = jax.grad(loss(layers.conv_general_dilated), (0, 1))(x, w)
   want = jax.grad(loss(lax.conv_general_dilated), (0, 1))(x, w)
   tol = 1e-5 if dtype == jnp.float32 else 2e-2
   for g, ref in zip(got, want, strict=True):
@@ -125,7 +125,7 @@ def test_fast_conv_gradient_equals_xla(kernel, stride, padding, dtype):
 
 
 def test_stack_options_follow_the_config_unless_given(tmp_path):
-  from experiments import defaults
+  from hgjax import defaults
   out = tmp_path / 'r.json'
   assert bench.main(TINY + ['--mode', 'infer', '--json', str(out)]) == 0
   r = json.loads(out.read_text())

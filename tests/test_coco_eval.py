@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from hgjax import coco_eval
+from hgjax.evaluation import coco_eval
 
 # data README section 5: COCOeval.stats for test_coco.shared.json + example_coco_preds.
 REFERENCE = (0.8377, 0.9857, 0.8713, 0.6485, 0.9538, 0.85, 1.0, 0.875, 0.6667, 0.96)

@@ -10,7 +10,8 @@ import pytest
 from hgjax import config_check
 
 REPO = Path(__file__).resolve().parents[1]
-EXPERIMENTS = ('defaults', 'mpii', 'mpii_2stack', 'synthetic', 'tiny', 'coco_ae', 'synthetic_ae')
+# Every experiment file (hgjax/defaults.py itself is experiments/mpii.py).
+EXPERIMENTS = sorted(p.stem for p in (REPO / 'experiments').glob('*.py') if p.stem != '__init__')
 
 
 @pytest.mark.parametrize('name', EXPERIMENTS)

@@ -11,8 +11,8 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from hgjax import convert
-from hgjax.ae_net import AssociativeEmbeddingNet
-from hgjax.hourglass import StackedHourglass
+from hgjax.nn.ae_hourglass import AssociativeEmbeddingNet
+from hgjax.nn.hourglass import StackedHourglass
 
 FIXTURES = ['shg_nstack2_dim64', 'ae_nstack1_dim32_inc8']
 
@@ -187,7 +187,7 @@ def test_cli_npz_end_to_end(shared_data, tmp_path, capsys, name):
   printed = capsys.readouterr().out
   config = json.loads((out_dir / 'model_config.json').read_text())
   arch = convert.infer_architecture(sd)
-  assert config == {f'model.{k}': arch[k] for k in convert.CONFIG_KEYS}
+  assert config == {f'model.{k}': v for k, v in arch.items()}
   assert f'--config.model.num_stacks={arch["num_stacks"]}' in printed
   assert f'--config.init_checkpoint={out_dir.resolve()}' in printed
 

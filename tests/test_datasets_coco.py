@@ -11,11 +11,12 @@ import pytest
 import tensorflow_datasets as tfds
 from pycocotools.coco import COCO
 
-from experiments import defaults
+from hgjax import defaults
 from hgjax import transforms
 from hgjax.datasets import augment
 from hgjax.datasets import build
 from hgjax.datasets import coco_pipeline
+from hgjax.datasets import scenes_pipeline
 from hgjax.datasets import synthetic
 
 COCO_DIR = 'mmpose/tests/data/coco'
@@ -227,9 +228,9 @@ def test_synthetic_scenes_source_layout():
   c.dataset.image_size = 64
   c.dataset.max_people = 4
   c.dataset.synthetic_num_train = 10
-  ds = coco_pipeline.train_source(c)
+  ds = scenes_pipeline.train_source(c)
   ex = ds[3]
-  ref = synthetic.scene_example(c.seed, 'train', 3, 64, 4)
+  ref = synthetic.scene_example(c.seed, 'train', 3, 64, 4, scenes_pipeline.scene_heights(c))
   np.testing.assert_array_equal(ex['image'], ref['image'])
   np.testing.assert_array_equal(ex['keypoints'][:len(ref['keypoints'])], ref['keypoints'])
   assert ex['keypoints'].shape == (4, 17, 3) and ex['mask'].shape == (16, 16)

@@ -10,7 +10,7 @@ import pytest
 import scipy.io
 import tensorflow_datasets as tfds
 
-from experiments import defaults
+from hgjax import defaults
 from hgjax import transforms
 from hgjax.datasets import build
 from hgjax.datasets import mpii

@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hgjax import ae_evaluate
-from hgjax import coco_eval
 from hgjax import grouping
 from hgjax import targets
 from hgjax import transforms
+from hgjax.evaluation import coco_eval
+from hgjax.evaluation import multi_person
 
 K = 17
 PARAMS = grouping.GroupingParams()
@@ -258,14 +258,16 @@ def test_ground_truth_maps_of_real_coco_images_give_ap_1(shared_data):
     anns = [a for a in gt['annotations']
             if a['image_id'] == image['id'] and a['num_keypoints'] > 0]
     kp = np.array([a['keypoints'] for a in anns], np.float32).reshape(-1, K, 3)
-    to_input = ae_evaluate.image_to_input(h, w, side)
+    to_input = multi_person.image_to_input(h, w, side)
     kp[..., :2] = transforms.apply_affine(kp[..., :2], to_input)
     per = np.asarray(targets.render_heatmaps(jnp.asarray(kp[:, None]), (grid, grid), stride,
                                              2.0))                      # [P, h, w, K]
     heat = per.max(0)
     tag = np.where(heat > 0, 2.0 * per.argmax(0), BACKGROUND_TAG)[..., None]
-    found, sc = ae_evaluate.people_in_image(
-        heat, tag.astype(np.float32), ae_evaluate.grid_to_image(h, w, side, stride), PARAMS)
+    found, sc = grouping.group(heat, tag.astype(np.float32), PARAMS)
+    found = found.astype(np.float64)
+    found[..., :2] = transforms.apply_affine(found[..., :2],
+                                             multi_person.grid_to_image(h, w, side, stride))
     assert len(found) == len(kp)
     ids += [image['id']] * len(found)
     kps.append(found)

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hgjax import hourglass
+from hgjax.nn import hourglass
+from hgjax.nn import layers
 
 
 def _num_params(model, size):
@@ -37,10 +38,10 @@ def test_output_shapes_per_stack_and_batch_stats():
 
 def test_pool_and_upsample_match_reference_ops():
   x = jax.random.normal(jax.random.key(2), (2, 8, 6, 3))
-  pooled = hourglass.max_pool_2x2(x)
+  pooled = layers.max_pool_2x2(x)
   ref = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
   np.testing.assert_array_equal(pooled, ref)
-  up = hourglass.upsample_2x(x)
+  up = layers.upsample_2x(x)
   np.testing.assert_array_equal(up, jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2))
 
 

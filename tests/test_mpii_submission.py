@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from hgjax import mpii_submission
-from hgjax import pckh
+from hgjax.evaluation import mpii_submission
 from tests.test_datasets_mpii import EVAL_DATA
 
 NAMES = ['a.jpg', 'b.jpg', 'a.jpg', 'c.jpg', 'b.jpg']
@@ -52,7 +51,7 @@ def test_round_trip_and_toolkit_layout(tmp_path):
   np.testing.assert_array_equal(raw['person_image'], [[1, 2, 1, 3, 2]])
   # Read back in the caller's person order, 0-based; also through hgjax.pckh --pred.
   np.testing.assert_allclose(mpii_submission.load_submission(path), preds, atol=1e-9)
-  np.testing.assert_allclose(pckh.load_predictions(path), preds, atol=1e-9)
+  np.testing.assert_allclose(mpii_submission.load_predictions(path), preds, atol=1e-9)
 
 
 def test_without_person_order_persons_come_in_entry_and_rect_order(tmp_path):
@@ -131,7 +130,7 @@ def test_test_submission_is_the_release_test_annolist(tmp_path):
 def test_cli_with_princeton_test_h5(tmp_path, capsys):
   release = _fake_release(tmp_path / 'release.mat')
   preds = predictions(3)
-  pckh.save_mpii_predictions(tmp_path / 'test_preds.mat', preds)
+  mpii_submission.save_mpii_predictions(tmp_path / 'test_preds.mat', preds)
   with h5py.File(tmp_path / 'test.h5', 'w') as f:   # 0-based, as pose-hg-train's annot/test.h5
     f['index'] = np.array([3, 1, 3])
     f['person'] = np.array([2, 0, 0])

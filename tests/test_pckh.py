@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from hgjax import pckh
+from hgjax.evaluation import mpii_submission
+from hgjax.evaluation import pckh
 
 # data README section 6: Head Sho Elb Wri Hip Knee Ank, Mean (unweighted), Mean (weighted).
 REFERENCE = {
@@ -70,7 +71,7 @@ def test_princeton_h5_and_own_mat_give_the_same_table(mpii, tmp_path):
   with h5py.File(h5_path, 'w') as f:
     f['preds'] = preds_1based
   own_path = tmp_path / 'valid-ours.mat'
-  pckh.save_mpii_predictions(own_path, preds_1based - 1.0)
+  mpii_submission.save_mpii_predictions(own_path, preds_1based - 1.0)
   # The saved file is 1-based, in the form other evaluators read.
   np.testing.assert_allclose(scipy.io.loadmat(own_path)['preds'], preds_1based)
   for path in (h5_path, own_path):
@@ -82,7 +83,7 @@ def test_loaders_convert_to_zero_based(mpii):
   gt = pckh.load_ground_truth(mpii['mat'])
   raw = scipy.io.loadmat(mpii['mat'])
   np.testing.assert_allclose(gt.joints[0, 0], raw['pos_gt_src'][0, :, 0] - 1)
-  np.testing.assert_allclose(pckh.load_predictions(mpii['mat'])[5, 3],
+  np.testing.assert_allclose(mpii_submission.load_predictions(mpii['mat'])[5, 3],
                              raw['pos_pred_src'][3, :, 5] - 1)
   # The JSON subset is the same ground truth as the .mat columns it names.
   persons = json.loads(mpii['gt_json'].read_text())['persons']
@@ -152,11 +153,11 @@ def test_error_messages(mpii, tmp_path, capsys):
   bad_shape = tmp_path / 'bad_shape.mat'
   scipy.io.savemat(bad_shape, {'preds': np.zeros((2958, 14, 2))})
   with pytest.raises(ValueError, match=r"bad_shape.mat: field 'preds' has shape \(2958, 14, 2\)"):
-    pckh.load_predictions(bad_shape)
+    mpii_submission.load_predictions(bad_shape)
   no_field = tmp_path / 'no_field.mat'
   scipy.io.savemat(no_field, {'something': np.zeros(3)})
   with pytest.raises(ValueError, match=r"no_field.mat: no prediction field.*something"):
-    pckh.load_predictions(no_field)
+    mpii_submission.load_predictions(no_field)
   with pytest.raises(ValueError, match=r"no_field.mat: missing field 'pos_gt_src'"):
     pckh.load_ground_truth(no_field)
   bad_gt = tmp_path / 'bad_gt.mat'
@@ -166,9 +167,9 @@ def test_error_messages(mpii, tmp_path, capsys):
                      match=r"field 'jnt_missing' has shape \(16, 4\), expected \[16, 5\]"):
     pckh.load_ground_truth(bad_gt)
   with pytest.raises(ValueError, match=r'available: \[.*valid-ours'):
-    pckh.load_predictions(mpii['pred_json'])
+    mpii_submission.load_predictions(mpii['pred_json'])
   small = tmp_path / 'small.mat'
-  pckh.save_mpii_predictions(small, np.zeros((10, 16, 2)))
+  mpii_submission.save_mpii_predictions(small, np.zeros((10, 16, 2)))
   assert pckh.main(['--gt', str(mpii['mat']), '--pred', str(small)]) == 2
   err = capsys.readouterr().err
   assert 'small.mat has 10 persons' in err and 'has 2958' in err

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import scipy.io
 
-from experiments import defaults
-from hgjax import evaluate
-from hgjax import mpii_submission
-from hgjax import pckh
+from hgjax import defaults
+from hgjax.evaluation import mpii_submission
+from hgjax.evaluation import pckh
+from hgjax.evaluation import single_person
 from tests.test_datasets_mpii import EVAL_DATA
 from tests.test_datasets_mpii import FIXTURE
 from tests.test_datasets_mpii import _build
@@ -59,7 +59,7 @@ def test_data_dir_ground_truth_is_the_gt_valid_persons(built):
 def test_ground_truth_as_predictions_is_100(built, tmp_path, capsys):
   data_dir, _ = built
   preds = tmp_path / 'preds.mat'
-  pckh.save_mpii_predictions(preds, pckh.load_ground_truth(data_dir).joints)
+  mpii_submission.save_mpii_predictions(preds, pckh.load_ground_truth(data_dir).joints)
   table = json.loads(run_json(data_dir, preds, capsys))
   assert list(table) == list(pckh.JSON_KEYS)
   assert all(v == 100.0 for v in table.values()), table
@@ -78,7 +78,7 @@ def test_perturbed_predictions_give_the_same_table_as_the_mat_paths(built, tmp_p
   data_dir, gt_valid = built
   gt = pckh.load_ground_truth(data_dir)
   preds = tmp_path / 'preds.mat'
-  pckh.save_mpii_predictions(preds, perturbed(gt))
+  mpii_submission.save_mpii_predictions(preds, perturbed(gt))
   from_dir = run_json(data_dir, preds, capsys)
   table = json.loads(from_dir)
   assert 0 < table['Mean'] < 100 and table['Mean@0.1'] < table['Mean']
@@ -96,9 +96,9 @@ def test_evaluator_writes_both_prediction_files_in_ground_truth_order(built, tmp
   config.dataset.data_dir = str(data_dir)
   gt = pckh.load_ground_truth(data_dir)
   preds = perturbed(gt, seed=1)
-  ev = object.__new__(evaluate.SinglePersonEvaluator)
+  ev = object.__new__(single_person.SinglePersonEvaluator)
   ev.config, ev.keypoints = config, np.concatenate([gt.joints, ~gt.missing[..., None]], -1)
-  ev.head_boxes = gt.headbox
+  ev.head_boxes, ev.mpii_format = gt.headbox, True
   ev.predict = lambda variables: (preds, None, None)
   ev._log_images = lambda *args: None
   writer = types.SimpleNamespace(scalars=lambda step, metrics: None)
@@ -122,7 +122,7 @@ def test_errors_name_the_data_dir_and_the_count(built, tmp_path, capsys):
   assert str(tmp_path) in err and "split 'validation' of hgjax_mpii" in err
   data_dir, _ = built
   small = tmp_path / 'small.mat'
-  pckh.save_mpii_predictions(small, np.zeros((2, 16, 2)))
+  mpii_submission.save_mpii_predictions(small, np.zeros((2, 16, 2)))
   assert pckh.main(['--gt', str(data_dir), '--pred', str(small)]) == 2
   err = capsys.readouterr().err
   assert 'small.mat has 2 persons' in err and 'eval.num_examples = -1' in err

@@ -11,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from experiments import coco_ae
-from experiments import defaults
+from hgjax import defaults
 from hgjax import skeleton
 from hgjax.datasets import build
 from hgjax.datasets import mpii_pipeline

@@ -15,7 +15,7 @@ from absl import flags
 
 from experiments import synthetic as synthetic_config
 from hgjax import checkpoints
-from hgjax import models
+from hgjax import methods
 from hgjax import predict
 from hgjax import skeleton
 from hgjax import train
@@ -52,7 +52,7 @@ def save_random_checkpoint(config, path):
 
   The weights are drawn in numpy: initialising through `model.init` compiles the network,
   which costs more than the rest of these tests."""
-  model = models.build_model(config)
+  model = methods.method_for(config).build_model(config)
   abstract = jax.eval_shape(functools.partial(train.create_state, config, model),
                             jax.random.key(0))
   rng = np.random.default_rng(0)
@@ -132,7 +132,7 @@ def test_bbox_keypoints_lie_in_the_expanded_box(workdir, shared_data, tmp_path):
 
 
 def test_multi_person_model_outputs(shared_data, tmp_path):
-  """AE models: every person found in the whole image, through ae_evaluate.predict_people."""
+  """AE models: every person found in the whole image, through multi_person.predict_people."""
   save_random_checkpoint(tiny_config(TINY_AE), tmp_path / 'ae')
   image_path = shared_data / 'mmpose/tests/data/coco/000000197388.jpg'   # 640x392
   written = predict.main(cli(tmp_path / 'ae', tmp_path / 'out', image_path, overrides=TINY_AE))

@@ -42,10 +42,10 @@ def _final_params(workdir):
 
   from experiments import tiny
   from hgjax import checkpoints
-  from hgjax import models
+  from hgjax import methods
   from hgjax import train
   config = tiny.get_config()
-  model = models.build_model(config)
+  model = methods.method_for(config).build_model(config)
   abstract = jax.eval_shape(lambda: train.create_state(config, model, jax.random.key(0)))
   mngr = checkpoints.manager(workdir, 3)
   state = checkpoints.restore(mngr, mngr.latest_step(), abstract)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import synthetic as synthetic_config
-from hgjax import models
+from hgjax import methods
 from hgjax import train
 from hgjax.datasets import synthetic
 
@@ -36,7 +36,7 @@ def fixed_batch(config):
 def setup():
   config = tiny_config()
   mesh = train.make_mesh()
-  model = models.build_model(config)
+  model = methods.method_for(config).build_model(config)
   step = train.jit_train_step(config, mesh)
   batch = train.global_batch(fixed_batch(config), mesh)
   return config, model, step, batch

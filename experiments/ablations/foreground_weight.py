@@ -23,14 +23,20 @@ checkpoint. Writes results.md, results.png and results.json into --out.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
-import numpy as np
+if __package__ in (None, ''):
+  # Run as a script (python experiments/ablations/NAME.py): its folder is on sys.path, not the
+  # repository, so `experiments` would not import.
+  sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from experiments.ablations import sweep
-from hgjax import api
+import numpy as np  # noqa: E402
 
-BASE = 'experiments/synthetic.py'
+from experiments.ablations import sweep  # noqa: E402
+from hgjax import api  # noqa: E402
+
+BASE = 'experiments.synthetic'
 # Cost (idle 2-core CPU, ~30 examples/s at batch 16): 300 steps ~ 2.7 min, 4 evaluations of
 # 200 images ~ 0.3 min, compilation ~ 0.5 min per new weight -> 6 runs ~ 20 min.
 DEFAULTS = {
@@ -67,14 +73,14 @@ def zeros_loss(config, num_batches: int = 4) -> float:
   import jax.numpy as jnp
 
   from hgjax.datasets import pipeline
-  settings = api.step_settings(config)
   batches = pipeline.train_iterator(config, 0, 1)
-  h, c = settings.heatmap_size, config.model.num_outputs
+  h = config.dataset.image_size // config.dataset.heatmap_stride
+  c = config.model.num_outputs
   out = []
   for _ in range(num_batches):
     batch = {k: jnp.asarray(v) for k, v in next(batches).items()}
     zeros = jnp.zeros((batch['image'].shape[0], 1, h, h, c), jnp.float32)
-    out.append(float(api.heatmap_loss(zeros, batch, settings)[1][-1]))
+    out.append(float(api.loss(config, zeros, batch)[1]['loss_stack0']))
   return float(np.mean(out))
 
 

@@ -22,12 +22,18 @@ results.png (PCKh@0.5 against steps and against training minutes) and results.js
 """
 
 import argparse
+import sys
 from pathlib import Path
 
-from experiments.ablations import sweep
-from hgjax import api
+if __package__ in (None, ''):
+  # Run as a script (python experiments/ablations/NAME.py): its folder is on sys.path, not the
+  # repository, so `experiments` would not import.
+  sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-BASE = 'experiments/synthetic.py'
+from experiments.ablations import sweep  # noqa: E402
+from hgjax import api  # noqa: E402
+
+BASE = 'experiments.synthetic'
 # Cost (idle 2-core CPU): 5 runs x (3 training minutes + ~1.5 min of compilation and
 # evaluation) ~ 23 min for one seed.
 DEFAULTS = {

@@ -1,10 +1,10 @@
-"""Multi-person training examples (Associative Embedding): COCO from `hgjax_coco`, or synthetic
-scenes generated on the fly.
+"""COCO from `hgjax_coco` for bottom-up methods: augmented training examples and the evaluation
+split (original images and their annotations as a COCO ground-truth dict).
 
-Each example: image uint8 [S, S, 3], keypoints float32 [P, 17, 3] (x, y, v) in network-input
-pixels with P = config.dataset.max_people (padding rows have v = 0), mask float32 [h, w] at
-heatmap resolution (h = S / stride), 1 = supervise, 0 = crowd regions, people without
-keypoints, the joints of people beyond P (explicit truncation), and everything outside
+Each training example: image uint8 [S, S, 3], keypoints float32 [P, 17, 3] (x, y, v) in
+network-input pixels with P = config.dataset.max_people (padding rows have v = 0), mask
+float32 [h, w] at heatmap resolution (h = S / stride), 1 = supervise, 0 = crowd regions, people
+without keypoints, the joints of people beyond P (explicit truncation), and everything outside
 the source image.
 """
 
@@ -16,7 +16,6 @@ import tensorflow_datasets as tfds
 from hgjax import skeleton
 from hgjax.datasets import augment
 from hgjax.datasets import coco
-from hgjax.datasets import synthetic
 
 DATASET = 'hgjax_coco'
 
@@ -94,29 +93,78 @@ class TrainTransform(grain.transforms.RandomMap):
             'mask': mask}
 
 
-class SyntheticScene(grain.transforms.Map):
-  """index -> one synthetic multi-person scene in training layout (no extra augmentation)."""
-
-  def __init__(self, config):
-    d = config.dataset
-    self.seed, self.split = config.seed, d.train_split
-    self.size, self.max_people = d.image_size, d.max_people
-    self.grid = d.image_size // d.heatmap_stride
-
-  def map(self, index):
-    ex = synthetic.scene_example(self.seed, self.split, int(index), self.size, self.max_people)
-    return {'image': ex['image'], 'keypoints': augment.pad_people(ex['keypoints'],
-                                                                  self.max_people),
-            'mask': np.ones((self.grid, self.grid), np.float32)}
-
-
 def train_source(config) -> grain.MapDataset:
-  """Training examples of `config.dataset` ('coco' or 'synthetic_scenes'); element i depends
-  only on (config.seed, i). COCO: i >= N (N stored images) is image i mod N with a fresh
-  augmentation (epoch e of `pipeline.train_iterator` reads e * N + shuffled index); the
-  synthetic scenes are a fixed set of N scenes, the same in every epoch."""
+  """COCO training examples; element i depends only on (config.seed, i): i >= N (N stored
+  images) is image i mod N with a fresh augmentation (epoch e of `pipeline.train_iterator` reads
+  e * N + shuffled index)."""
   d = config.dataset
-  if d.name == 'synthetic_scenes':
-    return grain.MapDataset.range(d.synthetic_num_train).map(SyntheticScene(config))
   ds = grain.MapDataset.source(data_source(config, d.train_split))
   return ds.random_map(TrainTransform(config), seed=config.seed)
+
+
+class EvalImages:
+  """The original RGB images of a tfds COCO split, decoded on access: len() and [i] -> uint8
+  [H, W, 3] (a validation split of 5000 images does not fit in memory decoded)."""
+
+  def __init__(self, source):
+    self.source = source
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, i: int) -> np.ndarray:
+    example = self.source[i]
+    return augment.decode_jpeg(example['image'],
+                               f'{DATASET} image {example["image_filename"]!r}')
+
+
+def coco_ground_truth(source) -> dict:
+  """The person_keypoints annotation dict (COCO JSON schema) of every stored image of a tfds
+  COCO split: every annotation as stored (crowds and people without keypoints included, so
+  pycocotools ignores what the official evaluation ignores)."""
+  images, annotations = [], []
+  for i in range(len(source)):
+    ex = source[i]
+    height, width = (int(v) for v in ex['original_shape'])
+    image_id = int(ex['image_id'])
+    images.append({'id': image_id, 'file_name': str(ex['image_filename']), 'width': width,
+                   'height': height})
+    for j in range(len(ex['people/id'])):
+      kp = np.asarray(ex['people/keypoints'][j], np.float64).reshape(-1)
+      annotations.append({
+          'id': int(ex['people/id'][j]), 'image_id': image_id, 'category_id': 1,
+          'iscrowd': int(ex['people/iscrowd'][j]), 'area': float(ex['people/area'][j]),
+          'bbox': [float(v) for v in ex['people/bbox'][j]],
+          'keypoints': [float(v) if k % 3 < 2 else int(v) for k, v in enumerate(kp)],
+          'num_keypoints': int(ex['people/num_keypoints'][j])})
+  category = {'id': 1, 'name': 'person', 'supercategory': 'person',
+              'keypoints': list(skeleton.COCO_JOINTS),
+              'skeleton': [[a + 1, b + 1] for a, b in skeleton.COCO_EDGES]}
+  return {'images': images, 'annotations': annotations, 'categories': [category]}
+
+
+def eval_data(config):
+  """(images: `EvalImages` of config.dataset.eval_split, image_ids [N] int64, COCO GT dict);
+  the first config.eval.num_examples images when that is >= 0."""
+  source = data_source(config, config.dataset.eval_split)
+  n = len(source)
+  if config.eval.num_examples >= 0:
+    n = min(n, config.eval.num_examples)
+    source = _Head(source, n)
+  ids = np.array([int(source[i]['image_id']) for i in range(n)], np.int64)
+  return EvalImages(source), ids, coco_ground_truth(source)
+
+
+class _Head:
+  """The first n elements of a random-access source."""
+
+  def __init__(self, source, n: int):
+    self.source, self.n = source, n
+
+  def __len__(self) -> int:
+    return self.n
+
+  def __getitem__(self, i: int):
+    if not 0 <= i < self.n:
+      raise IndexError(i)
+    return self.source[i]

@@ -17,39 +17,13 @@ input pixels; for multi-person data also mask float32 [B, h, w] (1 = supervise).
 """
 
 import grain
-import numpy as np
 
-from hgjax.datasets import synthetic
-
-
-class SyntheticPerson(grain.transforms.Map):
-  """index -> one single-person synthetic example in training layout."""
-
-  def __init__(self, seed: int, split: str, image_size: int):
-    self.seed, self.split, self.image_size = seed, split, image_size
-
-  def map(self, index):
-    ex = synthetic.person_example(self.seed, self.split, int(index), self.image_size)
-    return {'image': ex['image'], 'keypoints': ex['keypoints'][None].astype(np.float32)}
+from hgjax import datasets
 
 
 def train_source(config) -> grain.MapDataset:
   """The (unshuffled, unbatched) training examples of `config.dataset`."""
-  d = config.dataset
-  if d.name == 'synthetic':
-    return grain.MapDataset.range(d.synthetic_num_train).map(
-        SyntheticPerson(config.seed, d.train_split, d.image_size))
-  if d.name == 'mpii':
-    from hgjax.datasets import mpii_pipeline
-    return mpii_pipeline.train_source(config)
-  if d.name == 'synthetic_scenes':
-    from hgjax.datasets import scenes_pipeline
-    return scenes_pipeline.train_source(config)
-  if d.name == 'coco':
-    from hgjax.datasets import coco_pipeline
-    return coco_pipeline.train_source(config)
-  raise ValueError(f"config.dataset.name={d.name!r}; valid: 'mpii', 'coco', 'synthetic', "
-                   "'synthetic_scenes'")
+  return datasets.dataset_for(config).train_source(config)
 
 
 def train_iterator(config, process_index: int, process_count: int):

@@ -12,7 +12,7 @@ the hourglass's `up1`, `low1` and innermost `low2`; never `low3`, the two 3x3 co
 hourglass, the heads or the merges. The released COCO model has no BatchNorm.
 
 1x1 convolutions are `nn.Dense` over channels and pooling/upsampling are reshapes (faster on
-XLA:CPU, same parameters), as in `hgjax.hourglass`.
+XLA:CPU, same parameters), see `hgjax.nn.layers`.
 """
 
 import functools
@@ -21,37 +21,12 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from hgjax.hourglass import conv_general_dilated
-from hgjax.hourglass import max_pool_2x2
-from hgjax.hourglass import upsample_2x
+from hgjax.nn.layers import ConvBlock
+from hgjax.nn.layers import max_pool_2x2
+from hgjax.nn.layers import upsample_2x
 
 # The official `Hourglass(n, f, bn, increase=128)` default, used by every inner level.
 OFFICIAL_INNER_INCREASE = 128
-
-
-class ConvBlock(nn.Module):
-  """The official `Conv`: k x k conv (+bias, 'same' padding) -> ReLU -> optional BatchNorm.
-
-  x: [B, H, W, C_in] -> [B, H/strides, W/strides, features].
-  """
-  features: int
-  kernel_size: int = 3
-  strides: int = 1
-  batch_norm: bool = False
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train: bool):
-    k = self.kernel_size
-    x = nn.Conv(self.features, (k, k), strides=(self.strides, self.strides),
-                padding=(k - 1) // 2, dtype=self.dtype, name='conv',
-                conv_general_dilated=conv_general_dilated)(x)
-    x = nn.relu(x)
-    if self.batch_norm:
-      # PyTorch BatchNorm2d defaults: momentum 0.1 (flax: 0.9), eps 1e-5.
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                       dtype=self.dtype, name='bn')(x)
-    return x
 
 
 class AEHourglass(nn.Module):

@@ -26,8 +26,8 @@ Files written here also hold `person_image`, `person_rect` [N] (1-based entry an
 each person, in the caller's person order) so `load_submission` returns the persons in that
 order; the toolkit loads only `pred` and ignores them.
 
-  python -m hgjax.mpii_submission --pred test_preds.mat --release mpii_human_pose_v1_u12_1.mat \
-      --test_h5 annot/test.h5 --out pred_keypoints_mpii.mat
+  python -m hgjax.evaluation.mpii_submission --pred test_preds.mat \
+      --release mpii_human_pose_v1_u12_1.mat --test_h5 annot/test.h5 --out pred_keypoints_mpii.mat
 
 (`--test_h5`: Princeton pose-hg-train's `index`/`person`, 0-based release image and annorect
 of each predicted person, the order prepareTestResults.m expects.)
@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hgjax import pckh
+from hgjax.evaluation import file_fields
 
-NUM_JOINTS = pckh.NUM_JOINTS
+NUM_JOINTS = 16
 POINT_DTYPE = [('x', 'O'), ('y', 'O'), ('id', 'O')]
 
 
@@ -94,7 +94,7 @@ def build_annolist(preds, entry, rect, names, num_rects) -> np.ndarray:
 
 
 def _save(path, pred, entry, rect) -> None:
-  import scipy.io  # Imported here, as in hgjax.pckh.
+  import scipy.io  # Imported here, as in file_fields.loadmat.
   scipy.io.savemat(str(path), {
       'pred': pred,
       'person_image': np.asarray(entry, np.float64).reshape(1, -1) + 1,
@@ -242,7 +242,7 @@ def load_submission(path) -> np.ndarray:
   Persons come in `person_image`/`person_rect` order when the file has them (files written
   here), else in (entry, annorect) order.
   """
-  import scipy.io  # Imported here, as in hgjax.pckh.
+  import scipy.io  # Imported here, as in file_fields.loadmat.
   try:
     m = scipy.io.loadmat(str(path), struct_as_record=False, squeeze_me=True)
   except (ValueError, NotImplementedError, OSError) as e:
@@ -267,11 +267,91 @@ def load_submission(path) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- CLI
 
 
+def _preds_array(value, path, name):
+  """[N, 16, 2|3] -> [N, 16, 2] (a third column, e.g. a score, is dropped)."""
+  value = file_fields.numeric(value, path, name)
+  if value.ndim != 3 or value.shape[1] != NUM_JOINTS or value.shape[2] not in (2, 3):
+    raise ValueError(f'{path}: field {name!r} has shape {value.shape}, expected [N, 16, 2]')
+  return value[..., :2]
+
+
+def load_predictions(path, pred_key: str | None = None) -> np.ndarray:
+  """Reads MPII predictions [N, 16, 2] (converted to 0-based).
+
+  Forms (all 1-based):
+    .mat: `preds` [N, 16, 2] (pytorch-pose/HRNet, `save_mpii_predictions`), else
+      `pos_pred_src` [16, 2, N] (gt_valid-style files with predictions), else `pred`, the MPII
+      submission annolist (`load_submission`).
+    .h5/.hdf5: `preds` [N, 16, 2] (Princeton pose-hg-train/-demo).
+    .json: {"preds": {KEY: [N][16][2], ...}} (choose KEY with `pred_key`), {"preds": [N][16][2]}
+      or a bare [N][16][2] list.
+  """
+  path = Path(path)
+  if path.suffix in ('.h5', '.hdf5'):
+    import h5py  # Imported here: only Princeton files need it.
+    try:
+      with h5py.File(path, 'r') as f:
+        if 'preds' not in f:
+          raise ValueError(f'{path}: missing field \'preds\' ([N, 16, 2] expected); '
+                           f'fields: {sorted(f.keys())}')
+        preds = _preds_array(f['preds'][()], path, 'preds')
+    except OSError as e:
+      raise ValueError(f'{path}: not a readable HDF5 file ({e})') from e
+  elif path.suffix == '.json':
+    data = file_fields.load_json(path)
+    if isinstance(data, dict):
+      if 'preds' not in data:
+        raise ValueError(f'{path}: missing field \'preds\'')
+      data = data['preds']
+    name = 'preds'
+    if isinstance(data, dict):
+      if pred_key is None or pred_key not in data:
+        raise ValueError(f'{path}: field \'preds\' holds several prediction sets; choose one '
+                         f'with --pred_key (got {pred_key!r}; available: {sorted(data)})')
+      data, name = data[pred_key], f'preds/{pred_key}'
+    preds = _preds_array(data, path, name)
+  else:
+    data = file_fields.loadmat(path)
+    if 'preds' in data:
+      preds = _preds_array(data['preds'], path, 'preds')
+    elif 'pos_pred_src' in data:
+      value = file_fields.field(data, path, 'pos_pred_src', '[16, 2, N]',
+                     lambda s: len(s) == 3 and s[:2] == (NUM_JOINTS, 2))
+      preds = value.transpose(2, 0, 1)
+    elif 'pred' in data:
+      return load_submission(path)
+    else:
+      fields = sorted(k for k in data if not k.startswith('__'))
+      raise ValueError(f'{path}: no prediction field: expected \'preds\' [N, 16, 2], '
+                       f'\'pos_pred_src\' [16, 2, N] or \'pred\' (MPII submission annolist); '
+                       f'fields: {fields}')
+  return preds - 1.0
+
+
+def save_mpii_predictions(path, preds) -> None:
+  """Writes predictions as an MPII-style .mat with one variable `preds` [N, 16, 2], 1-based.
+
+  The form read by `load_predictions`, by the pytorch-pose/HRNet evaluators and by the
+  MATLAB/Octave scripts that turn it into the official test-set submission (eval-mpii-pose's
+  prepareTestResults.m, which orders persons as Princeton's annot/test.h5).
+
+  Args:
+    path: output .mat path.
+    preds: [N, 16, 2] 0-based (x, y) in original image pixels.
+  """
+  preds = np.asarray(preds, dtype=np.float64)
+  if preds.ndim != 3 or preds.shape[1:] != (NUM_JOINTS, 2):
+    raise ValueError(f'preds must have shape [N, 16, 2], got {preds.shape}')
+  import scipy.io  # Imported here, like in file_fields.loadmat.
+  scipy.io.savemat(str(path), {'preds': preds + 1.0}, do_compression=True)
+
+
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m hgjax.mpii_submission',
+  parser = argparse.ArgumentParser(prog='python -m hgjax.evaluation.mpii_submission',
                                    description='Writes the MPII test-set submission file.')
   parser.add_argument('--pred', required=True,
-                      help='test predictions [N, 16, 2] in --test_h5 order (any hgjax.pckh form)')
+                      help='test predictions [N, 16, 2] in --test_h5 order (any form '
+                      'load_predictions reads)')
   parser.add_argument('--release', required=True, help='mpii_human_pose_v1_u12_1.mat')
   parser.add_argument('--test_h5', required=True,
                       help='Princeton annot/test.h5: index, person (0-based) per prediction')
@@ -279,7 +359,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   import h5py  # Imported here: only this CLI reads test.h5.
   try:
-    preds = pckh.load_predictions(args.pred)
+    preds = load_predictions(args.pred)
     with h5py.File(args.test_h5, 'r') as f:
       missing = [k for k in ('index', 'person') if k not in f]
       if missing:

@@ -1,18 +1,17 @@
-"""Bottom-up multi-person evaluation (Associative Embedding): network maps -> grouping -> COCO AP.
+"""Bottom-up multi-person evaluation: the method's maps -> the method's grouping -> COCO AP.
 
 Per image (any size): for each scale s of `config.grouping.scales` the image is warped, centred
 and without distortion, into a square network input of side ceil(s * image_size / m) * m (m =
 stride * 2**depth, the divisibility the hourglass needs) covering the square of side max(H, W)
-around the image centre (the authors' test code does the same). The network runs on the input
-and, with `config.eval.flip_test`, on its horizontal flip; the flipped heatmaps are flipped back
-with the joint channels swapped and averaged in, and the flipped-back, joint-swapped tags are
-appended as extra tag dimensions. Heatmaps are averaged over scales at the grid of the largest
-scale (bilinear resizing, which respects the pixel-centre convention as all grids cover the same
-square); tags come from the scale nearest 1. The merged heatmaps (clipped to 1) and tags go to
-`hgjax.grouping.group`; grid coordinates map back to original image pixels exactly.
+around the image centre (the authors' test code does the same). The method's `predict_maps` runs
+the network on the input (and, with `config.eval.flip_test`, on its mirror image: see the
+method). Heatmaps are averaged over scales at the grid of the largest scale (bilinear resizing,
+which respects the pixel-centre convention as all grids cover the same square); the other maps
+(AE: tags) come from the scale nearest 1. The merged heatmaps (clipped to 1) and the other maps
+go to the method's `group`; grid coordinates map back to original image pixels exactly.
 
-Results follow the COCO results format (`hgjax.coco_eval`), at most 20 people per image, person
-score = mean joint score; pycocotools gives `eval/AP`, `eval/AP50`, ... .
+Results follow the COCO results format (`hgjax.evaluation.coco_eval`), at most 20 people per
+image, person score = mean joint score; pycocotools gives `eval/AP`, `eval/AP50`, ... .
 """
 
 import contextlib
@@ -24,41 +23,15 @@ from pathlib import Path
 
 import cv2
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from pycocotools.coco import COCO
 
-from hgjax import ae_loss
-from hgjax import coco_eval
-from hgjax import decode
-from hgjax import evaluate
-from hgjax import grouping
 from hgjax import skeleton
 from hgjax import transforms
-
-
-def _predict_maps(variables, images, *, model, num_joints: int, tag_dim: int, flip_perm):
-  """images uint8 [B, S, S, 3] -> (heatmaps [B, h, w, K], tags [B, h, w, K, T]) of the last
-  stack; T = tag_dim, or 2 * tag_dim with `flip_perm` (flip test, see the module docstring)."""
-  x = images.astype(jnp.float32) / 255.0
-  if flip_perm is not None:
-    x = jnp.concatenate([x, x[:, :, ::-1]], axis=0)
-  out = model.apply(variables, x, train=False)[:, -1]
-  heat, tags = ae_loss.split_outputs(out, num_joints, tag_dim)
-  if flip_perm is None:
-    return heat, tags
-  b = images.shape[0]
-  perm = jnp.asarray(flip_perm)
-  heat = decode.flip_merge(heat[:b], heat[b:], perm)
-  back = jnp.flip(tags[b:], axis=2)[..., perm, :]
-  return heat, jnp.concatenate([tags[:b], back], axis=-1)
-
-
-# Module level, so repeated `predict_people` calls reuse the compiled function.
-predict_maps = jax.jit(_predict_maps,
-                       static_argnames=('model', 'num_joints', 'tag_dim', 'flip_perm'))
+from hgjax.evaluation import coco_eval
+from hgjax.evaluation import drawing
 
 
 def input_side(config, scale: float) -> int:
@@ -94,22 +67,29 @@ def _resize(maps: np.ndarray, size: int) -> np.ndarray:
   return out.reshape(size, size, -1)
 
 
-class MapPredictor:
-  """Merged heatmaps and tags of original images over `config.grouping.scales` (+ flip test).
+# Module level, so that repeated `predict_people` calls reuse the compiled function (the method,
+# model and settings are hashable and static).
+@functools.partial(jax.jit, static_argnames=('method', 'model', 'settings'))
+def _predict_maps(variables, images, *, method, model, settings):
+  return method.predict_maps(variables, images, model=model, settings=settings)
 
-  Calling it with (variables, images: list of uint8 [H, W, 3]) returns a list of
-  (heatmaps [h, w, K], tags [h, w, K, T], grid_to_image [2, 3] affine from reference-grid
-  (u, v) to original image pixels) per image. With a mesh, batches are sharded over 'data'.
+
+class MapPredictor:
+  """The method's maps of original images, merged over `config.grouping.scales`.
+
+  Calling it with (variables, images: list of uint8 [H, W, 3]) returns a list of (maps,
+  grid_to_image) per image: maps as the method's `predict_maps` names them, for one image at the
+  grid of the largest scale ('heatmaps' [h, w, K] averaged over scales and clipped to 1, the
+  others [h, w, ...] from the scale nearest 1), and grid_to_image [2, 3] the affine map from that
+  grid's (u, v) to original image pixels. With a mesh, batches are sharded over 'data'.
   """
 
-  def __init__(self, config, model, mesh=None):
+  def __init__(self, config, method, model, mesh=None):
     self.config = config
-    k = config.dataset.num_joints
-    flip = tuple(int(j) for j in skeleton.flip_for(k)) if config.eval.flip_test else None
-    kwargs = dict(model=model, num_joints=k, tag_dim=config.model.tag_dim, flip_perm=flip)
+    kwargs = dict(method=method, model=model, settings=method.settings(config))
     self.mesh = mesh
     if mesh is None:
-      self.fn = functools.partial(predict_maps, **kwargs)
+      self.fn = functools.partial(_predict_maps, **kwargs)
     else:
       replicated = NamedSharding(mesh, P())
       self.fn = jax.jit(functools.partial(_predict_maps, **kwargs),
@@ -120,15 +100,15 @@ class MapPredictor:
       raise ValueError('config.grouping.scales is empty')
     self.sides = [input_side(config, s) for s in self.scales]
     self.ref = int(np.argmax(self.sides))
-    self.tag_scale = int(np.argmin([abs(s - 1.0) for s in self.scales]))
+    self.unit_scale = int(np.argmin([abs(s - 1.0) for s in self.scales]))
     self.stride = config.dataset.heatmap_stride
 
-  def _run(self, variables, images: np.ndarray):
-    """The network maps of images [N, S, S, 3] in batches of eval.batch_size (padded to it
-    over a mesh, so every batch has one shape; without a mesh, e.g. one image, no padding)."""
+  def _run(self, variables, images: np.ndarray) -> dict:
+    """The maps of images [N, S, S, 3] in batches of eval.batch_size (padded to it over a mesh,
+    so every batch has one shape; without a mesh, e.g. one image, no padding)."""
     devices = 1 if self.mesh is None else self.mesh.size
     size = -(-self.config.eval.batch_size // devices) * devices
-    heats, tags = [], []
+    parts = []
     for i in range(0, len(images), size):
       chunk = images[i:i + size]
       n = len(chunk)
@@ -138,16 +118,15 @@ class MapPredictor:
         # Every process holds all images; the global batch is sharded over 'data'.
         chunk = jax.make_array_from_callback(chunk.shape, NamedSharding(self.mesh, P('data')),
                                              lambda idx, c=chunk: c[idx])
-      heat, tag = jax.device_get(self.fn(variables, chunk))
-      heats.append(heat[:n])
-      tags.append(tag[:n])
-    return np.concatenate(heats), np.concatenate(tags)
+      maps = jax.device_get(self.fn(variables, chunk))
+      parts.append({name: m[:n] for name, m in maps.items()})
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
   def __call__(self, variables, images):
     n = len(images)
     ref_grid = self.sides[self.ref] // self.stride
     heat_sum = [0.0] * n
-    tags = [None] * n
+    others = [None] * n
     for si, side in enumerate(self.sides):
       batch = []
       for image in images:
@@ -157,45 +136,47 @@ class MapPredictor:
         else:
           batch.append(cv2.warpAffine(image, a, (side, side), flags=cv2.INTER_LINEAR,
                                       borderMode=cv2.BORDER_CONSTANT, borderValue=0))
-      heat, tag = self._run(variables, np.stack(batch))
+      maps = self._run(variables, np.stack(batch))
       for i in range(n):
-        heat_sum[i] = heat_sum[i] + _resize(heat[i], ref_grid)
-        if si == self.tag_scale:
-          t = tag[i]
-          tags[i] = _resize(t.reshape(t.shape[:2] + (-1,)), ref_grid).reshape(
-              (ref_grid, ref_grid) + t.shape[2:])
+        heat_sum[i] = heat_sum[i] + _resize(maps['heatmaps'][i], ref_grid)
+        if si == self.unit_scale:
+          others[i] = {name: _resize(m[i].reshape(m.shape[1:3] + (-1,)), ref_grid).reshape(
+              (ref_grid, ref_grid) + m.shape[3:]).astype(np.float32)
+                       for name, m in maps.items() if name != 'heatmaps'}
     out = []
     for i, image in enumerate(images):
-      heat = np.minimum(heat_sum[i] / len(self.sides), 1.0)
+      heat = np.minimum(heat_sum[i] / len(self.sides), 1.0).astype(np.float32)
       g2i = grid_to_image(image.shape[0], image.shape[1], self.sides[self.ref], self.stride)
-      out.append((heat.astype(np.float32), tags[i].astype(np.float32), g2i))
+      out.append(({'heatmaps': heat, **others[i]}, g2i))
     return out
 
 
-def people_in_image(heatmaps, tags, grid_to_image, params: grouping.GroupingParams):
-  """Groups one image's maps; returns (keypoints [N, K, 3] original pixels + joint score,
-  person scores [N]). Joints never found keep score 0 (their coordinates are meaningless)."""
-  kp, scores = grouping.group(heatmaps, tags, params)
+def people_in_image(config, method, maps: dict, grid_to_image):
+  """Groups one image's merged maps with the method; returns (keypoints [N, K, 3] original
+  pixels + joint score, person scores [N]). Joints never found keep score 0 (their
+  coordinates are meaningless)."""
+  kp, scores = method.group(config, maps)
   out = kp.astype(np.float64)
   out[..., :2] = transforms.apply_affine(kp[..., :2], grid_to_image)
   return out, scores
 
 
-def predict_people(variables, model, config, image: np.ndarray) -> list:
+def predict_people(variables, config, method, model, image: np.ndarray) -> list:
   """All people in one image (for `hgjax.predict`; no box needed).
 
   Args:
-    variables: {'params': ..., 'batch_stats': ...} of an AE model.
-    model: the flax module (`models.build_model(config)`).
+    variables: {'params': ..., 'batch_stats': ...} of the model.
     config: the experiment config (scales, flip test, grouping parameters).
+    method: its `methods.Method` (multi-person).
+    model: the flax module (`method.build_model(config)`).
     image: uint8 [H, W, 3] RGB, any size.
   Returns:
     list of (keypoints float32 [K, 3] (x, y, joint score) in original image pixels, person
     score float), best first, at most config.grouping.max_people.
   """
-  predictor = MapPredictor(config, model)
-  heat, tags, g2i = predictor(variables, [np.asarray(image, np.uint8)])[0]
-  kp, scores = people_in_image(heat, tags, g2i, grouping.GroupingParams.from_config(config))
+  predictor = MapPredictor(config, method, model)
+  maps, g2i = predictor(variables, [np.asarray(image, np.uint8)])[0]
+  kp, scores = people_in_image(config, method, maps, g2i)
   return [(k.astype(np.float32), float(s)) for k, s in zip(kp, scores, strict=True)]
 
 
@@ -219,21 +200,20 @@ class MultiPersonEvaluator:
   """COCO keypoint AP of a bottom-up model on whole images.
 
   Args:
-    config, model, mesh: as for the other evaluators.
+    config, method, model, mesh: as for the other evaluators.
     images: a sequence (len() and [i]) of uint8 [H, W, 3] RGB original images.
     image_ids: [N] int, the COCO image id of each image.
     gt: COCO ground truth: an annotation dict, a JSON path or a pycocotools COCO.
   """
 
-  def __init__(self, config, model, mesh, images, image_ids, gt):
-    self.config = config
+  def __init__(self, config, method, model, mesh, images, image_ids, gt):
+    self.config, self.method = config, method
     self.images, self.image_ids = images, np.asarray(image_ids)
     if len(self.images) != len(self.image_ids):
       raise ValueError(f'{len(self.images)} images but {len(self.image_ids)} image ids')
     self.gt_source = gt
     self.gt = as_coco(gt)
-    self.predictor = MapPredictor(config, model, mesh)
-    self.params = grouping.GroupingParams.from_config(config)
+    self.predictor = MapPredictor(config, method, model, mesh)
 
   def predict(self, variables):
     """-> (image ids [M], keypoints [M, K, 3] original pixels + score, scores [M],
@@ -244,15 +224,15 @@ class MultiPersonEvaluator:
     for start in range(0, len(self.images), chunk):
       batch = [np.asarray(self.images[i]) for i in
                range(start, min(start + chunk, len(self.images)))]
-      for i, (heat, tags, g2i) in enumerate(self.predictor(variables, batch)):
+      for i, (maps, g2i) in enumerate(self.predictor(variables, batch)):
         t0 = time.perf_counter()
-        kp, sc = people_in_image(heat, tags, g2i, self.params)
+        kp, sc = people_in_image(self.config, self.method, maps, g2i)
         seconds.append(time.perf_counter() - t0)
         ids.extend([self.image_ids[start + i]] * len(kp))
         kps.append(kp)
         scores.append(sc)
         if start + i < num_shown:
-          shown.append((batch[i], kp, heat))
+          shown.append((batch[i], kp, maps['heatmaps']))
     k = self.config.dataset.num_joints
     kps = np.concatenate(kps) if kps else np.zeros((0, k, 3))
     scores = np.concatenate(scores) if scores else np.zeros(0)
@@ -284,31 +264,12 @@ class MultiPersonEvaluator:
     for image, kp, heat in shown:
       img = image.copy()
       for p, person in enumerate(kp):
-        img = evaluate.draw_skeleton(img, person, _COLOURS[p % len(_COLOURS)], edges)
+        img = drawing.draw_skeleton(img, person, _COLOURS[p % len(_COLOURS)], edges)
       size = max(img.shape[:2])
       canvas = np.zeros((size, size, 3), np.uint8)
       canvas[:img.shape[0], :img.shape[1]] = img
-      panels.append(np.concatenate([canvas, evaluate.heatmap_panel(heat, size)], axis=1))
+      panels.append(np.concatenate([canvas, drawing.heatmap_panel(heat, size)], axis=1))
     if panels:
       side = max(p.shape[0] for p in panels)
       panels = [cv2.resize(p, (2 * side, side)) if p.shape[0] != side else p for p in panels]
       writer.images(step, 'eval/people_heatmaps', np.stack(panels))
-
-
-def make_evaluator(config, model, mesh):
-  """The multi-person evaluator for 'synthetic_scenes' (held-out scenes) or 'coco'.
-
-  COCO evaluation data comes from `coco_pipeline.eval_data(config)` -> (images: sequence of
-  uint8 [H, W, 3] original images, image_ids [N], gt: annotation JSON path, dict or COCO).
-  """
-  name = config.dataset.name
-  if name == 'synthetic_scenes':
-    from hgjax.datasets import scenes_pipeline
-    images, ids, gt = scenes_pipeline.eval_data(config)
-  elif name == 'coco':
-    from hgjax.datasets import coco_pipeline
-    images, ids, gt = coco_pipeline.eval_data(config)
-  else:
-    raise ValueError(f"multi-person evaluation needs dataset 'coco' or 'synthetic_scenes', "
-                     f'got {name!r}')
-  return MultiPersonEvaluator(config, model, mesh, images, ids, gt)

@@ -4,7 +4,8 @@ Results follow the COCO results format: a list of {"image_id", "category_id" (1 
 "keypoints" [x, y, score] * 17 in original image pixels, "score"}. COCOeval keeps the 20
 highest-scoring people per image (maxDets=20); `results_from_keypoints` truncates to that.
 
-  python -m hgjax.coco_eval --gt person_keypoints_val2017.json --pred results.json [--json]
+  python -m hgjax.evaluation.coco_eval --gt person_keypoints_val2017.json --pred results.json \
+      [--json]
 """
 
 import argparse
@@ -108,7 +109,7 @@ def results_from_keypoints(image_ids, keypoints, scores,
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m hgjax.coco_eval',
+  parser = argparse.ArgumentParser(prog='python -m hgjax.evaluation.coco_eval',
                                    description=__doc__.split('\n')[0])
   parser.add_argument('--gt', required=True, help='COCO keypoint annotation JSON')
   parser.add_argument('--pred', required=True, help='COCO results JSON (a list of results)')

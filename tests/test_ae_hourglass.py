@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from hgjax.ae_net import AssociativeEmbeddingNet
-from hgjax.ae_net import ConvBlock
+from hgjax.nn.ae_hourglass import AssociativeEmbeddingNet
+from hgjax.nn.layers import ConvBlock
 
 
 def _shapes(model, size):
@@ -88,11 +88,11 @@ def test_conv_block_applies_relu_before_batch_norm():
 
 
 def test_parameter_gradients_equal_lax_convolution_gradients(monkeypatch):
-  """The AE convs (7x7 stride-2 stem and 3x3, with BatchNorm) take hgjax.hourglass's matmul
+  """The AE convs (7x7 stride-2 stem and 3x3, with BatchNorm) take hgjax.nn.layers' matmul
   kernel gradient; the whole network's parameter gradients equal those of plain lax convs."""
   from jax import lax
 
-  from hgjax import ae_net
+  from hgjax.nn import layers
   model = AssociativeEmbeddingNet(num_stacks=2, features=8, increase=4, inner_increase=4,
                                   num_outputs=6, batch_norm=True, depth=1, stem_features=8)
   x = jax.random.normal(jax.random.PRNGKey(1), (2, 16, 16, 3))
@@ -110,7 +110,7 @@ def test_parameter_gradients_equal_lax_convolution_gradients(monkeypatch):
     return jax.jit(jax.grad(loss))(variables['params'])
 
   fast = grads()
-  monkeypatch.setattr(ae_net, 'conv_general_dilated', lax.conv_general_dilated)
+  monkeypatch.setattr(layers, 'conv_general_dilated', lax.conv_general_dilated)
   plain = grads()
   flat_fast = traverse_util.flatten_dict(fast, sep='/')
   flat_plain = traverse_util.flatten_dict(plain, sep='/')

@@ -1,10 +1,10 @@
-"""Associative Embedding loss (Newell, Huang and Deng, NeurIPS 2017): heatmap MSE + push/pull.
+"""Associative Embedding tag loss (Newell, Huang and Deng, NeurIPS 2017): push and pull.
 
 Everything runs on the device inside the jitted train step, vectorised over images, people and
 joints with masks (no Python loops over people, no data-dependent shapes).
 
-Tag maps: the network's output channels [K, K + K * D) hold the tags, joint-major: channel
-K + k * D + d is dimension d of joint k's tag (D = tag_dim, 1 in the paper).
+Tag maps are [B, h, w, K, D]: dimension d of joint k's tag (D = tag_dim, 1 in the paper); how
+a network's channels hold them is the method's business (`hgjax.methods.ae.split_tags`).
 
 Tag targets: each labelled joint (v > 0) of person p reads the tag at the nearest grid pixel of
 its continuous grid position u = (x + 0.5) / stride - 0.5, i.e. pixel round(u); joints whose
@@ -25,16 +25,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from hgjax import losses
 from hgjax import targets
-
-
-def split_outputs(outputs, num_joints: int, tag_dim: int):
-  """outputs [..., C] -> (heatmaps [..., K], tags [..., K, D]); channels past K + K*D ignored."""
-  k = num_joints
-  heat = outputs[..., :k]
-  tags = outputs[..., k:k + k * tag_dim]
-  return heat, tags.reshape(tags.shape[:-1] + (k, tag_dim))
 
 
 # Module-level jit (nested jits inline): eager callers such as tests do not dispatch op by op.
@@ -105,38 +96,3 @@ def push_pull(person_tags, valid, form: str = 'exp', margin: float = 1.0):
   pairs = jnp.maximum(num * (num - 1.0), 1.0)
   push = 0.5 * jnp.where(pair, f, 0.0).sum((-2, -1)) / pairs
   return push, pull
-
-
-@functools.partial(jax.jit, static_argnames=('settings',))
-def ae_loss(outputs, batch, settings):
-  """The AE training loss of every stack.
-
-  Args:
-    outputs: [B, S, h, w, C] network outputs (heatmaps then tags, see the module docstring).
-    batch: keypoints float32 [B, P, K, 3] (x, y, v) in input pixels (padding rows v = 0);
-      optionally mask float32 [B, h, w] (1 = supervise the heatmaps; crowds and unlabelled
-      people are 0). The mask does not apply to tags: every kept person is labelled.
-    settings: `train.StepSettings`.
-  Returns:
-    (total, per_stack [S]): per stack, the batch mean of heatmap MSE + push_weight * push +
-    pull_weight * pull; total = sum over stacks (intermediate supervision) or the last stack.
-    The heatmap MSE is over every pixel and joint (mean over h, w, K), masked by `mask`, as in
-    the authors' code: joints unlabelled in an image are still trained towards zero.
-  """
-  k, h = settings.num_joints, settings.heatmap_size
-  kp = batch['keypoints']
-  heat, tags = split_outputs(outputs, k, settings.tag_dim)
-  target = targets.render_heatmaps(kp, (h, h), settings.stride, settings.sigma)
-  if 'mask' in batch:
-    weight = jnp.broadcast_to(batch['mask'][..., None], target.shape)
-  else:
-    weight = jnp.ones_like(target)
-  mse = losses.heatmap_mse(heat, target, weight, settings.foreground_weight)   # [B, S]
-  indices, valid = tag_targets(kp, (h, h), settings.stride)
-  person_tags = jax.vmap(gather_tags, in_axes=(1, None), out_axes=1)(tags, indices)
-  push_pull_fn = functools.partial(push_pull, form=settings.push_form,
-                                   margin=settings.push_margin)
-  push, pull = jax.vmap(push_pull_fn, in_axes=(1, None), out_axes=1)(person_tags, valid)
-  per_stack = (mse + settings.push_weight * push + settings.pull_weight * pull).mean(0)
-  total = per_stack.sum() if settings.intermediate_supervision else per_stack[-1]
-  return total, per_stack

@@ -8,15 +8,15 @@ and thorax), i.e. it is the per-joint mean weighted by the number of annotated j
 `Mean_unweighted` is the plain mean of the 14 rates; `Mean@0.1` is `Mean` at t = 0.1 exactly.
 
 Coordinates are 0-based in memory; MATLAB-origin files (.mat, Princeton .h5, the shared JSON)
-are 1-based and converted on load (and back by `save_mpii_predictions`). hgjax's own MPII
-validation split (a tfds data_dir holding the built `hgjax_mpii`) is stored 0-based and read
-as is. The files hgjax's MPII evaluation writes (`predictions_step*.mat`: `preds` [N, 16, 2];
-`pred_keypoints_mpii_step*.mat`: the MPII submission structure, see `hgjax.mpii_submission`)
-are 1-based and list the persons in `person_index` order, i.e. the order of the data_dir
-ground truth and of gt_valid.mat.
+are 1-based and converted on load (and back by `mpii_submission.save_mpii_predictions`). hgjax's
+own MPII validation split (a tfds data_dir holding the built `hgjax_mpii`) is stored 0-based
+and read as is. The files hgjax's MPII evaluation writes (`predictions_step*.mat`: `preds`
+[N, 16, 2]; `pred_keypoints_mpii_step*.mat`: the MPII submission structure, see
+`hgjax.evaluation.mpii_submission`) are 1-based and list the persons in `person_index` order,
+i.e. the order of the data_dir ground truth and of gt_valid.mat.
 
-  python -m hgjax.pckh --gt gt_valid.mat --pred preds.mat [--pred_key KEY] [--json]
-  python -m hgjax.pckh --gt data --pred runs/mpii/predictions_step1000.mat [--json]
+  python -m hgjax.evaluation.pckh --gt gt_valid.mat --pred preds.mat [--pred_key KEY] [--json]
+  python -m hgjax.evaluation.pckh --gt data --pred runs/mpii/predictions_step1000.mat [--json]
 """
 
 import argparse
@@ -28,6 +28,9 @@ from typing import NamedTuple
 import numpy as np
 
 from hgjax import skeleton
+from hgjax.evaluation import file_fields
+from hgjax.evaluation import mpii_submission
+from hgjax.evaluation.file_fields import field
 
 NUM_JOINTS = 16
 TFDS_NAME = 'hgjax_mpii'   # the builder of hgjax.datasets.mpii (not imported: it needs cv2)
@@ -99,37 +102,6 @@ def format_table(table: dict, num_persons: int) -> str:
 # ------------------------------------------------------------------------------ file loaders
 
 
-def _numeric(value, path, name):
-  try:
-    return np.asarray(value, dtype=np.float64)
-  except (ValueError, TypeError) as e:
-    raise ValueError(f'{path}: field {name!r} is not a numeric array ({e})') from e
-
-
-def _field(data, path, name, shape_desc, check):
-  if name not in data:
-    raise ValueError(f'{path}: missing field {name!r} ({shape_desc} expected)')
-  value = _numeric(data[name], path, name)
-  if not check(value.shape):
-    raise ValueError(f'{path}: field {name!r} has shape {value.shape}, expected {shape_desc}')
-  return value
-
-
-def _loadmat(path):
-  import scipy.io  # Imported here: the module is also used by code that never reads .mat files.
-  try:
-    return scipy.io.loadmat(str(path))
-  except (ValueError, NotImplementedError, OSError) as e:
-    raise ValueError(f'{path}: not a readable MATLAB .mat file ({e})') from e
-
-
-def _load_json(path):
-  try:
-    return json.loads(Path(path).read_text())
-  except json.JSONDecodeError as e:
-    raise ValueError(f'{path}: not valid JSON ({e})') from e
-
-
 def load_tfds_ground_truth(data_dir, split: str = TFDS_SPLIT) -> MpiiGroundTruth:
   """Reads split `split` of hgjax's own `hgjax_mpii` under the tfds `data_dir`, in
   `person_index` order (the order of gt_valid.mat and of hgjax's prediction files).
@@ -169,7 +141,7 @@ def load_ground_truth(path) -> MpiiGroundTruth:
   if path.is_dir():
     return load_tfds_ground_truth(path)
   if path.suffix == '.json':
-    data = _load_json(path)
+    data = file_fields.load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get('persons'), list):
       raise ValueError(f'{path}: expected a JSON object with a "persons" list')
     persons = data['persons']
@@ -180,99 +152,19 @@ def load_ground_truth(path) -> MpiiGroundTruth:
     stacked = {name: [p[name] for p in persons]
                for name in ('joints', 'joints_missing', 'headbox')}
     n = len(persons)
-    joints = _field(stacked, path, 'joints', f'[{n}, 16, 2]',
+    joints = field(stacked, path, 'joints', f'[{n}, 16, 2]',
                     lambda s: s == (n, NUM_JOINTS, 2))
-    missing = _field(stacked, path, 'joints_missing', f'[{n}, 16]', lambda s: s == (n, NUM_JOINTS))
-    headbox = _field(stacked, path, 'headbox', f'[{n}, 2, 2]', lambda s: s == (n, 2, 2))
+    missing = field(stacked, path, 'joints_missing', f'[{n}, 16]', lambda s: s == (n, NUM_JOINTS))
+    headbox = field(stacked, path, 'headbox', f'[{n}, 2, 2]', lambda s: s == (n, 2, 2))
   else:
-    data = _loadmat(path)
-    joints = _field(data, path, 'pos_gt_src', '[16, 2, N]',
+    data = file_fields.loadmat(path)
+    joints = field(data, path, 'pos_gt_src', '[16, 2, N]',
                     lambda s: len(s) == 3 and s[:2] == (NUM_JOINTS, 2))
     n = joints.shape[2]
-    missing = _field(data, path, 'jnt_missing', f'[16, {n}]', lambda s: s == (NUM_JOINTS, n))
-    headbox = _field(data, path, 'headboxes_src', f'[2, 2, {n}]', lambda s: s == (2, 2, n))
+    missing = field(data, path, 'jnt_missing', f'[16, {n}]', lambda s: s == (NUM_JOINTS, n))
+    headbox = field(data, path, 'headboxes_src', f'[2, 2, {n}]', lambda s: s == (2, 2, n))
     joints, missing, headbox = joints.transpose(2, 0, 1), missing.T, headbox.transpose(2, 0, 1)
   return MpiiGroundTruth(joints - 1.0, missing.astype(bool), headbox - 1.0)
-
-
-def _preds_array(value, path, name):
-  """[N, 16, 2|3] -> [N, 16, 2] (a third column, e.g. a score, is dropped)."""
-  value = _numeric(value, path, name)
-  if value.ndim != 3 or value.shape[1] != NUM_JOINTS or value.shape[2] not in (2, 3):
-    raise ValueError(f'{path}: field {name!r} has shape {value.shape}, expected [N, 16, 2]')
-  return value[..., :2]
-
-
-def load_predictions(path, pred_key: str | None = None) -> np.ndarray:
-  """Reads MPII predictions [N, 16, 2] (converted to 0-based).
-
-  Forms (all 1-based):
-    .mat: `preds` [N, 16, 2] (pytorch-pose/HRNet, `save_mpii_predictions`), else
-      `pos_pred_src` [16, 2, N] (gt_valid-style files with predictions), else `pred`, the MPII
-      submission annolist (`hgjax.mpii_submission.load_submission`).
-    .h5/.hdf5: `preds` [N, 16, 2] (Princeton pose-hg-train/-demo).
-    .json: {"preds": {KEY: [N][16][2], ...}} (choose KEY with `pred_key`), {"preds": [N][16][2]}
-      or a bare [N][16][2] list.
-  """
-  path = Path(path)
-  if path.suffix in ('.h5', '.hdf5'):
-    import h5py  # Imported here: only Princeton files need it.
-    try:
-      with h5py.File(path, 'r') as f:
-        if 'preds' not in f:
-          raise ValueError(f'{path}: missing field \'preds\' ([N, 16, 2] expected); '
-                           f'fields: {sorted(f.keys())}')
-        preds = _preds_array(f['preds'][()], path, 'preds')
-    except OSError as e:
-      raise ValueError(f'{path}: not a readable HDF5 file ({e})') from e
-  elif path.suffix == '.json':
-    data = _load_json(path)
-    if isinstance(data, dict):
-      if 'preds' not in data:
-        raise ValueError(f'{path}: missing field \'preds\'')
-      data = data['preds']
-    name = 'preds'
-    if isinstance(data, dict):
-      if pred_key is None or pred_key not in data:
-        raise ValueError(f'{path}: field \'preds\' holds several prediction sets; choose one '
-                         f'with --pred_key (got {pred_key!r}; available: {sorted(data)})')
-      data, name = data[pred_key], f'preds/{pred_key}'
-    preds = _preds_array(data, path, name)
-  else:
-    data = _loadmat(path)
-    if 'preds' in data:
-      preds = _preds_array(data['preds'], path, 'preds')
-    elif 'pos_pred_src' in data:
-      value = _field(data, path, 'pos_pred_src', '[16, 2, N]',
-                     lambda s: len(s) == 3 and s[:2] == (NUM_JOINTS, 2))
-      preds = value.transpose(2, 0, 1)
-    elif 'pred' in data:
-      from hgjax import mpii_submission
-      return mpii_submission.load_submission(path)
-    else:
-      fields = sorted(k for k in data if not k.startswith('__'))
-      raise ValueError(f'{path}: no prediction field: expected \'preds\' [N, 16, 2], '
-                       f'\'pos_pred_src\' [16, 2, N] or \'pred\' (MPII submission annolist); '
-                       f'fields: {fields}')
-  return preds - 1.0
-
-
-def save_mpii_predictions(path, preds) -> None:
-  """Writes predictions as an MPII-style .mat with one variable `preds` [N, 16, 2], 1-based.
-
-  The form read by `load_predictions`, by the pytorch-pose/HRNet evaluators and by the
-  MATLAB/Octave scripts that turn it into the official test-set submission (eval-mpii-pose's
-  prepareTestResults.m, which orders persons as Princeton's annot/test.h5).
-
-  Args:
-    path: output .mat path.
-    preds: [N, 16, 2] 0-based (x, y) in original image pixels.
-  """
-  preds = np.asarray(preds, dtype=np.float64)
-  if preds.ndim != 3 or preds.shape[1:] != (NUM_JOINTS, 2):
-    raise ValueError(f'preds must have shape [N, 16, 2], got {preds.shape}')
-  import scipy.io  # Imported here, like in _loadmat.
-  scipy.io.savemat(str(path), {'preds': preds + 1.0}, do_compression=True)
 
 
 # ----------------------------------------------------------------------------------------- CLI
@@ -281,7 +173,7 @@ def save_mpii_predictions(path, preds) -> None:
 def evaluate_files(gt_path, pred_path, pred_key: str | None = None) -> tuple[dict, int]:
   """PCKh table for a ground-truth file and a prediction file; returns (table, N)."""
   gt = load_ground_truth(gt_path)
-  preds = load_predictions(pred_path, pred_key)
+  preds = mpii_submission.load_predictions(pred_path, pred_key)
   if len(preds) != len(gt.joints):
     raise ValueError(f'{pred_path} has {len(preds)} persons but {gt_path} has '
                      f'{len(gt.joints)}: predictions must follow the ground-truth order '
@@ -290,7 +182,8 @@ def evaluate_files(gt_path, pred_path, pred_key: str | None = None) -> tuple[dic
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m hgjax.pckh', description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(prog='python -m hgjax.evaluation.pckh',
+                                   description=__doc__.split('\n')[0])
   parser.add_argument('--gt', required=True,
                       help='ground truth: gt_valid-style .mat, the shared validation JSON, or a '
                            'tfds data_dir with hgjax_mpii (its validation split)')

@@ -10,11 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import defaults
-from hgjax import ae_evaluate
-from hgjax import ae_net
+from hgjax import defaults
 from hgjax import skeleton
 from hgjax import train
+from hgjax.evaluation import multi_person
+from hgjax.methods import ae
+from hgjax.nn import ae_hourglass as ae_net
 
 K = 17
 
@@ -68,7 +69,8 @@ NO_VARIABLES = {'params': {}, 'batch_stats': {}}
 def test_people_found_at_their_image_position(scales):
   dots = [(40.0, 30.0, 0, 9.0), (130.0, 95.0, 200, 9.0)]
   image = _dots(120, 170, dots)                       # not square, not a multiple of 8
-  people = ae_evaluate.predict_people(NO_VARIABLES, DotModel(), _config(scales), image)
+  people = multi_person.predict_people(NO_VARIABLES, _config(scales), ae.METHOD, DotModel(),
+                                       image)
   assert len(people) == 2
   found = sorted((kp[0, 0], kp[0, 1]) for kp, _ in people)
   # Two pixel tolerance: grid quantisation (stride 4 at 64 px for a 170 px image) + quarter.
@@ -89,8 +91,8 @@ def test_flip_test_merges_heatmaps_and_appends_swapped_tags():
   variables = jax.tree.map(lambda s: rng.normal(0, 0.1, s.shape).astype(s.dtype), shapes)
   images = rng.integers(0, 256, (2, 32, 32, 3), np.uint8)
   perm = tuple(int(j) for j in skeleton.COCO_FLIP)
-  heat, tags = ae_evaluate.predict_maps(variables, images, model=model, num_joints=K, tag_dim=1,
-                                        flip_perm=perm)
+  maps = ae.predict_maps(variables, images, model=model, settings=ae.settings(_config()))
+  heat, tags = maps['heatmaps'], maps['tags']
   x = images.astype(np.float32) / 255
   out = np.asarray(model.apply(variables, x, train=False))[:, -1]
   out_f = np.asarray(model.apply(variables, x[:, :, ::-1], train=False))[:, -1, :, ::-1]
@@ -104,8 +106,9 @@ def test_flip_test_merges_heatmaps_and_appends_swapped_tags():
 def test_multiscale_heatmaps_averaged_tags_from_scale_one():
   config = _config(scales=(1.0, 0.5), flip=False)
   image = _dots(64, 64, [(20.0, 40.0, 100, 6.0)])
-  predictor = ae_evaluate.MapPredictor(config, DotModel())
-  heat, tags, g2i = predictor(NO_VARIABLES, [image])[0]
+  predictor = multi_person.MapPredictor(config, ae.METHOD, DotModel())
+  maps, g2i = predictor(NO_VARIABLES, [image])[0]
+  heat, tags = maps['heatmaps'], maps['tags']
   assert heat.shape == (16, 16, K) and tags.shape == (16, 16, K, 1)
   def dot_maps(img):
     return np.asarray(DotModel().apply({}, img[None].astype(np.float32) / 255, train=False))[0, 0]
@@ -126,11 +129,11 @@ def test_multiscale_heatmaps_averaged_tags_from_scale_one():
 def test_input_side_and_geometry_round_trip():
   config = _config(size=512)
   config.model.depth = 4
-  assert [ae_evaluate.input_side(config, s) for s in (2.0, 1.0, 0.5, 0.3)] == [1024, 512, 256,
+  assert [multi_person.input_side(config, s) for s in (2.0, 1.0, 0.5, 0.3)] == [1024, 512, 256,
                                                                              192]
   # grid -> image is the inverse of image -> input followed by input -> grid.
-  a = ae_evaluate.image_to_input(425, 640, 512)
-  g2i = ae_evaluate.grid_to_image(425, 640, 512, 4)
+  a = multi_person.image_to_input(425, 640, 512)
+  g2i = multi_person.grid_to_image(425, 640, 512, 4)
   pts = np.array([[0.0, 0.0], [639.0, 424.0], [100.5, 33.25]])
   inp = pts @ a[:, :2].T + a[:, 2]
   grid = (inp + 0.5) / 4 - 0.5
@@ -172,7 +175,8 @@ def test_evaluator_end_to_end(tmp_path):
   images = [_dots(64, 64, d) for d in dots]
   gt = _gt([[p[:2] for p in d] for d in dots], [(64, 64)] * 3)
   mesh = train.make_mesh()
-  evaluator = ae_evaluate.MultiPersonEvaluator(config, DotModel(), mesh, images, [1, 2, 3], gt)
+  evaluator = multi_person.MultiPersonEvaluator(config, ae.METHOD, DotModel(), mesh, images,
+                                                [1, 2, 3], gt)
   writer = _Writer()
 
   class State:
@@ -200,8 +204,8 @@ def test_results_keep_at_most_20_people_per_image(tmp_path):
   pts = [(12.0 + 38 * (i % 5), 12.0 + 38 * (i // 5), 10 * i, 4.0) for i in range(25)]
   image = _dots(192, 192, pts)
   gt = _gt([[p[:2] for p in pts]], [(192, 192)])
-  evaluator = ae_evaluate.MultiPersonEvaluator(config, DotModel(), train.make_mesh(), [image],
-                                               [1], gt)
+  evaluator = multi_person.MultiPersonEvaluator(config, ae.METHOD, DotModel(),
+                                                train.make_mesh(), [image], [1], gt)
   ids, kps, scores, _, _ = evaluator.predict(NO_VARIABLES)
   assert len(kps) == 25                                   # grouping found everyone
   writer = _Writer()

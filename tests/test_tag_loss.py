@@ -1,4 +1,5 @@
-"""Associative Embedding loss: tag targets, push/pull against hand-computed values, full loss."""
+"""Associative Embedding loss: tag targets, push/pull against hand-computed values
+(`hgjax.tag_loss`), the full loss of the AE method (`hgjax.methods.ae.loss`)."""
 
 import math
 
@@ -7,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hgjax import ae_loss
+from hgjax import tag_loss
 from hgjax import targets
-from hgjax.train import StepSettings
+from hgjax.methods import ae
 
 
 def _tags(per_person, k=3, d=1):
@@ -49,22 +50,22 @@ def _reference(person_tags, valid, form='exp', margin=1.0):
 def test_two_people_hand_computed():
   # Person A: tags 1 and 3 (mean 2, pull 1); person B: one joint, tag 2.5 (pull 0).
   t, v = _tags([[1.0, 3.0, None], [None, None, 2.5]])
-  push, pull = ae_loss.push_pull(t, v)
+  push, pull = tag_loss.push_pull(t, v)
   assert float(pull[0]) == pytest.approx(0.5)                        # (1 + 0) / 2
   assert float(push[0]) == pytest.approx(0.5 * math.exp(-0.25))      # 0.5 * mean of 2 pairs
-  push_m, pull_m = ae_loss.push_pull(t, v, form='margin', margin=1.0)
+  push_m, pull_m = tag_loss.push_pull(t, v, form='margin', margin=1.0)
   assert float(push_m[0]) == pytest.approx(0.5 * 0.5)                # max(0, 1 - 0.5)
   assert float(pull_m[0]) == pytest.approx(0.5)
 
 
 def test_one_person_and_no_person():
   t, v = _tags([[1.0, 2.0, 6.0], [None, None, None]])
-  push, pull = ae_loss.push_pull(t, v)
+  push, pull = tag_loss.push_pull(t, v)
   assert float(push[0]) == 0.0
   assert float(pull[0]) == pytest.approx(((1 - 3) ** 2 + (2 - 3) ** 2 + (6 - 3) ** 2) / 3)
   t0, v0 = _tags([[None, None, None], [None, None, None]])
   for form in ('exp', 'margin'):
-    push, pull = ae_loss.push_pull(t0, v0, form=form)
+    push, pull = tag_loss.push_pull(t0, v0, form=form)
     assert float(push[0]) == 0.0 and float(pull[0]) == 0.0
 
 
@@ -75,7 +76,7 @@ def test_against_loop_reference_multidim(form):
   v = rng.random((3, 5, 17)) < 0.6
   v[1, 2:] = False            # padding people
   v[2, 1:] = False            # a single person
-  push, pull = ae_loss.push_pull(jnp.asarray(t), jnp.asarray(v), form=form, margin=1.5)
+  push, pull = tag_loss.push_pull(jnp.asarray(t), jnp.asarray(v), form=form, margin=1.5)
   for b in range(3):
     ref_push, ref_pull = _reference(t[b], v[b], form, 1.5)
     assert float(push[b]) == pytest.approx(ref_push, rel=1e-5, abs=1e-7)
@@ -90,7 +91,7 @@ def test_gradients_finite(form, people):
   v = jnp.zeros((1, 3, 4), bool).at[0, :people].set(True)
 
   def total(tags):
-    push, pull = ae_loss.push_pull(tags, v, form=form)
+    push, pull = tag_loss.push_pull(tags, v, form=form)
     return (push + pull).sum()
 
   value, grad = jax.value_and_grad(total)(t)
@@ -107,7 +108,7 @@ def test_tag_targets_index_the_right_pixels():
   kp[0, 0] = [[9.1, 21.5, 2], [10.1, 0.0, 1], [11.9, 29.9, 2], [5.0, 5.0, 0], [40.0, 3.0, 2]]
   # Person 1 is padding (v = 0) except one joint in the bottom-right pixel.
   kp[0, 1, 2] = [31.0, 31.0, 1]
-  idx, valid = ae_loss.tag_targets(jnp.asarray(kp), (h, w), stride)
+  idx, valid = tag_loss.tag_targets(jnp.asarray(kp), (h, w), stride)
   idx, valid = np.asarray(idx), np.asarray(valid)
   expected = {(0, 0): (0, 5, 2), (0, 1): (1, 0, 2), (0, 2): (2, 7, 3), (1, 2): (2, 7, 7)}
   want_valid = np.zeros((2, 5), bool)
@@ -117,7 +118,7 @@ def test_tag_targets_index_the_right_pixels():
   np.testing.assert_array_equal(valid[0], want_valid)
   # The gathered tag is the value at that pixel of that joint's tag map.
   tag_map = np.random.default_rng(1).normal(size=(1, h, w, 5, 2)).astype(np.float32)
-  got = np.asarray(ae_loss.gather_tags(jnp.asarray(tag_map), jnp.asarray(idx)))
+  got = np.asarray(tag_loss.gather_tags(jnp.asarray(tag_map), jnp.asarray(idx)))
   for (p, j), (k, row, col) in expected.items():
     np.testing.assert_array_equal(got[0, p, j], tag_map[0, row, col, k])
   # The tag pixel is the target heatmap's peak pixel.
@@ -132,7 +133,13 @@ def _settings(**kw):
               intermediate_supervision=True, tag_dim=1, push_weight=1e-3, pull_weight=1e-3,
               push_form='exp', push_margin=1.0)
   base.update(kw)
-  return StepSettings(**base)
+  return ae.Settings(flip_perm=None, **base)
+
+
+def _ae_loss(outputs, batch, s):
+  """(total, per-stack losses [S]) of the AE method's targets and loss."""
+  total, terms = ae.loss(outputs, ae.render_targets(batch, s), s)
+  return total, jnp.stack([terms[f'loss_stack{i}'] for i in range(outputs.shape[1])])
 
 
 def _batch():
@@ -156,21 +163,21 @@ def _perfect_outputs(batch, stacks=2, person_tags=(0.0, 10.0)):
 def test_ae_loss_perfect_prediction_and_terms():
   batch = _batch()
   outputs, s = _perfect_outputs(batch)
-  total, per_stack = ae_loss.ae_loss(outputs, batch, s)
+  total, per_stack = _ae_loss(outputs, batch, s)
   assert per_stack.shape == (2,)
   assert float(total) == pytest.approx(0.0, abs=1e-9)   # push 0.5 * exp(-100)
   # Tags 0 and 0.5 apart: push = 0.5 * exp(-0.25) per stack, weighted by 1e-3.
   outputs, s = _perfect_outputs(batch, person_tags=(0.0, 0.5))
-  total, per_stack = ae_loss.ae_loss(outputs, batch, s)
+  total, per_stack = _ae_loss(outputs, batch, s)
   np.testing.assert_allclose(per_stack, 1e-3 * 0.5 * math.exp(-0.25), rtol=1e-5)
   # One wrong tag of person 0 (joint 1 at grid (3, 2)): tags 0 and 2 -> mean 1, pull 1 / 2.
   outputs, s = _perfect_outputs(batch)
   bad = outputs.at[0, 0, 2, 3, 3].set(2.0)
-  _, per_stack = ae_loss.ae_loss(bad, batch, s)
+  _, per_stack = _ae_loss(bad, batch, s)
   assert float(per_stack[0]) == pytest.approx(1e-3 * 0.5, rel=1e-4)
   assert float(per_stack[1]) == pytest.approx(0.0, abs=1e-9)
   # Without intermediate supervision only the last stack counts.
-  total, _ = ae_loss.ae_loss(bad, batch, _settings(intermediate_supervision=False))
+  total, _ = _ae_loss(bad, batch, _settings(intermediate_supervision=False))
   assert float(total) == pytest.approx(0.0, abs=1e-9)
 
 
@@ -179,11 +186,11 @@ def test_heatmap_term_and_mask():
   outputs, s = _perfect_outputs(batch)
   # +0.5 on one heatmap pixel: MSE = 0.25 / (8 * 8 * 2) in that stack.
   bad = outputs.at[0, 1, 0, 7, 0].add(0.5)
-  _, per_stack = ae_loss.ae_loss(bad, batch, s)
+  _, per_stack = _ae_loss(bad, batch, s)
   assert float(per_stack[1]) == pytest.approx(0.25 / 128, rel=1e-5)
   # Unlabelled joints are trained too (towards zero): same error on a joint nobody has.
   masked = dict(batch, mask=batch['mask'].at[0, 0, 7].set(0.0))
-  _, per_stack = ae_loss.ae_loss(bad, masked, s)
+  _, per_stack = _ae_loss(bad, masked, s)
   assert float(per_stack[1]) == pytest.approx(0.0, abs=1e-9)
 
 
@@ -191,7 +198,7 @@ def test_loss_finite_gradient_for_empty_images_under_jit():
   s = _settings()
   batch = {'keypoints': jnp.zeros((2, 3, 2, 3)), 'mask': jnp.ones((2, 8, 8))}
   outputs = jnp.asarray(np.random.default_rng(0).normal(size=(2, 2, 8, 8, 4)), jnp.float32)
-  grad = jax.jit(jax.grad(lambda o: ae_loss.ae_loss(o, batch, s)[0]))(outputs)
+  grad = jax.jit(jax.grad(lambda o: _ae_loss(o, batch, s)[0]))(outputs)
   assert np.all(np.isfinite(np.asarray(grad)))
   # Only the heatmap channels get gradient when no person is present.
   assert np.all(np.asarray(grad)[..., 2:] == 0)
