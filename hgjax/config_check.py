@@ -50,11 +50,8 @@ def problems(config, device_count: int) -> list:
     out.append(f'config.train.batch_size={config.train.batch_size} is not divisible by the '
                f'{device_count} devices')
   d = config.dataset
-  if d.image_size % (d.heatmap_stride * 2 ** config.model.depth):
-    out.append(f'config.dataset.image_size={d.image_size} must be divisible by '
-               f'heatmap_stride * 2**model.depth = {d.heatmap_stride * 2 ** config.model.depth}')
   if d.heatmap_stride != 4:
-    out.append(f'config.dataset.heatmap_stride={d.heatmap_stride}: both networks have stride 4')
+    out.append(f'config.dataset.heatmap_stride={d.heatmap_stride}: every network has stride 4')
   if config.optimizer.pace == 'budget' and not config.train.max_minutes > 0:
     out.append(f"config.optimizer.pace='budget' needs config.train.max_minutes > 0, got "
                f'{config.train.max_minutes!r}')
@@ -76,6 +73,10 @@ def _method_problems(config, method, dataset) -> list:
   """The output width and the single/multi-person match of the method and the dataset."""
   out = []
   d, kind = config.dataset, config.model.kind
+  multiple = method.input_multiple(config)
+  if d.image_size % multiple:
+    out.append(f'config.dataset.image_size={d.image_size} must be divisible by {multiple} '
+               f'(model.kind={kind!r}: its stride times its downsampling)')
   needed = method.num_outputs(config)
   if config.model.num_outputs < needed:
     out.append(f'config.model.num_outputs={config.model.num_outputs} must be >= {needed} '

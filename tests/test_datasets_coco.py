@@ -18,6 +18,7 @@ from hgjax.datasets import build
 from hgjax.datasets import coco_pipeline
 from hgjax.datasets import scenes_pipeline
 from hgjax.datasets import synthetic
+from hgjax.evaluation import coco_eval
 
 COCO_DIR = 'mmpose/tests/data/coco'
 OCHUMAN_DIR = 'mmpose/tests/data/ochuman'
@@ -312,3 +313,28 @@ def test_malformed_json_names_the_file(tmp_path, shared_data):
   path.write_text(path.read_text()[:-100])
   with pytest.raises(ValueError, match=r'malformed JSON in .*person_keypoints_val2017\.json'):
     _build(manual, tmp_path / 'out', '--on_bad_example', 'skip')
+
+
+def test_eval_data_is_the_validation_json_scored_by_pycocotools(built):
+  """`coco_pipeline.eval_data`: the stored validation images decoded, their ids, and a ground
+  truth equal to the JSON's annotations; the GT keypoints as results score AP 1."""
+  out, manual, val, _ = built
+  config = _config(out)
+  images, ids, gt = coco_pipeline.eval_data(config)
+  assert sorted(ids.tolist()) == sorted(im['id'] for im in val['images'])
+  assert len(images) == len(ids)
+  for i, image_id in enumerate(ids):
+    info = next(im for im in val['images'] if im['id'] == image_id)
+    assert images[i].shape == (info['height'], info['width'], 3)
+  stored = sorted((a['id'], a['image_id'], a['iscrowd'], a['num_keypoints'],
+                   tuple(a['keypoints'])) for a in gt['annotations'])
+  expected = sorted((a['id'], a['image_id'], a['iscrowd'], a['num_keypoints'],
+                     tuple(a['keypoints'])) for a in val['annotations'])
+  assert stored == expected
+  people = [a for a in gt['annotations'] if a['num_keypoints'] > 0 and not a['iscrowd']]
+  results = [{'image_id': a['image_id'], 'category_id': 1, 'keypoints': a['keypoints'],
+              'score': 1.0} for a in people]
+  assert coco_eval.coco_keypoint_eval(gt, results)['AP'] == 1.0
+  config.eval.num_examples = 2
+  images, ids, gt = coco_pipeline.eval_data(config)
+  assert len(images) == len(ids) == 2 and len(gt['images']) == 2

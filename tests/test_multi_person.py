@@ -129,8 +129,8 @@ def test_multiscale_heatmaps_averaged_tags_from_scale_one():
 def test_input_side_and_geometry_round_trip():
   config = _config(size=512)
   config.model.depth = 4
-  assert [multi_person.input_side(config, s) for s in (2.0, 1.0, 0.5, 0.3)] == [1024, 512, 256,
-                                                                             192]
+  sides = [multi_person.input_side(config, ae.METHOD, s) for s in (2.0, 1.0, 0.5, 0.3)]
+  assert sides == [1024, 512, 256, 192]
   # grid -> image is the inverse of image -> input followed by input -> grid.
   a = multi_person.image_to_input(425, 640, 512)
   g2i = multi_person.grid_to_image(425, 640, 512, 4)

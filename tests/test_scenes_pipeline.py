@@ -9,7 +9,6 @@ from experiments import synthetic_ae
 from hgjax.datasets import scenes_pipeline
 from hgjax.datasets import synthetic
 from hgjax.evaluation import coco_eval
-from hgjax.evaluation import multi_person
 
 
 def _config():
@@ -53,7 +52,7 @@ def test_ground_truth_scores_itself_perfectly(tmp_path):
   stats = coco_eval.coco_keypoint_eval(path, results)
   assert stats['AP'] == pytest.approx(1.0) and stats['AR'] == pytest.approx(1.0)
   # The same through the in-memory COCO the evaluator builds from the dict.
-  assert coco_eval.coco_keypoint_eval(multi_person.as_coco(gt), results)['AP'] == pytest.approx(1.0)
+  assert coco_eval.coco_keypoint_eval(coco_eval.load_coco(gt), results)['AP'] == pytest.approx(1.0)
   # Moving every prediction by 2 px costs AP: the areas make OKS strict for small figures.
   shifted = [dict(r, keypoints=(np.array(r['keypoints']) + [2, 0, 0] * 17).tolist())
              for r in results]

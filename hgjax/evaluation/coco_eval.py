@@ -29,10 +29,15 @@ def _quiet(enabled: bool):
 
 
 def load_coco(gt, quiet: bool = True) -> COCO:
-  """A COCO object from a path (or the COCO object itself)."""
+  """A COCO object from an annotation dict, a JSON path, or the COCO object itself."""
   if isinstance(gt, COCO):
     return gt
   with _quiet(quiet):
+    if isinstance(gt, dict):
+      coco = COCO()
+      coco.dataset = gt
+      coco.createIndex()
+      return coco
     return COCO(str(gt))
 
 

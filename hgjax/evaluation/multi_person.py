@@ -14,9 +14,7 @@ Results follow the COCO results format (`hgjax.evaluation.coco_eval`), at most 2
 image, person score = mean joint score; pycocotools gives `eval/AP`, `eval/AP50`, ... .
 """
 
-import contextlib
 import functools
-import io
 import json
 import time
 from pathlib import Path
@@ -26,7 +24,6 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-from pycocotools.coco import COCO
 
 from hgjax import skeleton
 from hgjax import transforms
@@ -34,10 +31,10 @@ from hgjax.evaluation import coco_eval
 from hgjax.evaluation import drawing
 
 
-def input_side(config, scale: float) -> int:
+def input_side(config, method, scale: float) -> int:
   """Network input side for a test scale: scale * image_size rounded up to the multiple the
-  network needs (stride * 2**depth)."""
-  m = config.dataset.heatmap_stride * 2 ** config.model.depth
+  network needs (`method.input_multiple`)."""
+  m = method.input_multiple(config)
   return max(m, int(-(-scale * config.dataset.image_size // m) * m))
 
 
@@ -98,10 +95,10 @@ class MapPredictor:
     self.scales = tuple(float(s) for s in config.grouping.scales)
     if not self.scales:
       raise ValueError('config.grouping.scales is empty')
-    self.sides = [input_side(config, s) for s in self.scales]
+    self.sides = [input_side(config, method, s) for s in self.scales]
     self.ref = int(np.argmax(self.sides))
     self.unit_scale = int(np.argmin([abs(s - 1.0) for s in self.scales]))
-    self.stride = config.dataset.heatmap_stride
+    self.stride = method.map_stride(config)
 
   def _run(self, variables, images: np.ndarray) -> dict:
     """The maps of images [N, S, S, 3] in batches of eval.batch_size (padded to it over a mesh,
@@ -180,17 +177,6 @@ def predict_people(variables, config, method, model, image: np.ndarray) -> list:
   return [(k.astype(np.float32), float(s)) for k, s in zip(kp, scores, strict=True)]
 
 
-def as_coco(gt) -> COCO:
-  """A pycocotools COCO from an annotation dict, a JSON path or a COCO object."""
-  if isinstance(gt, dict):
-    coco = COCO()
-    coco.dataset = gt
-    with contextlib.redirect_stdout(io.StringIO()):   # createIndex prints progress
-      coco.createIndex()
-    return coco
-  return coco_eval.load_coco(gt)
-
-
 # One colour per person in the logged images (cycled).
 _COLOURS = ((255, 64, 64), (64, 160, 255), (255, 200, 0), (0, 220, 120), (220, 80, 255),
             (255, 128, 0), (0, 230, 230), (255, 255, 255))
@@ -212,7 +198,7 @@ class MultiPersonEvaluator:
     if len(self.images) != len(self.image_ids):
       raise ValueError(f'{len(self.images)} images but {len(self.image_ids)} image ids')
     self.gt_source = gt
-    self.gt = as_coco(gt)
+    self.gt = coco_eval.load_coco(gt)
     self.predictor = MapPredictor(config, method, model, mesh)
 
   def predict(self, variables):

@@ -33,7 +33,10 @@ class Method:
     False for single-person ones (person crops, PCKh).
   build_model(config) -> flax.linen.Module with `init(rng, images, train=False)` and
     `apply(variables, images, train=...)`: images float32 [B, H, W, 3] as returned by
-    `normalize_images`, outputs float32 [B, S, h, w, C].
+    `normalize_images`; outputs float32 [B, S, h, w, C] (S supervised stages at one
+    resolution), or a tuple of [B, h_i, w_i, C_i] (HigherHRNet: one per resolution).
+  input_multiple(config) -> int: H and W of an input must be multiples of it.
+  map_stride(config) -> int: input pixels per pixel of the maps `predict_maps` returns.
   normalize_images(images uint8 [B, H, W, 3]) -> float32 [B, H, W, 3]: the network's input
     normalisation (jnp, runs inside jit).
   num_outputs(config) -> int: the output channels one stage needs (checked against
@@ -65,6 +68,8 @@ class Method:
   name: str
   multi_person: bool
   build_model: Callable[..., Any]
+  input_multiple: Callable[..., int]
+  map_stride: Callable[..., int]
   normalize_images: Callable[..., Any]
   num_outputs: Callable[..., int]
   settings: Callable[..., Hashable]

@@ -42,6 +42,11 @@ class OfficialFormat:
   padding(state_dict) -> dict: such unused tensors, to add to a state dict made from hgjax
     variables so that PyTorch's strict `load_state_dict` accepts it.
   note: what the CLI prints about the converted outputs ('' = nothing).
+  canonical(state_dict) -> state_dict with the format's own names (e.g. MMPose prefixes
+    removed); `matches` and everything after it see these names.
+  probe_size(arch) -> the smallest square input side the network of `arch` takes.
+  transposed(name) -> bool: the tensor is a transposed convolution's weight, PyTorch layout
+    (in, out, kH, kW) (hgjax: [kH, kW, in, out]) instead of (out, in, kH, kW).
   """
   matches: Callable[[Mapping], bool]
   infer_architecture: Callable[[Mapping], dict]
@@ -51,6 +56,9 @@ class OfficialFormat:
   unused: Callable[[str, set], bool]
   padding: Callable[[dict], dict]
   note: str
+  canonical: Callable[[Mapping], Mapping] = dict
+  probe_size: Callable[[Mapping], int] = lambda arch: 4 * 2 ** arch['depth']
+  transposed: Callable[[str], bool] = lambda name: False
 
 
 def rename_top(modules: list, table, what: str) -> list:

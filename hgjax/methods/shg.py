@@ -53,6 +53,15 @@ def build_model(config) -> hourglass.StackedHourglass:
       scan_stacks=m.scan_stacks, remat_stacks=m.remat_stacks)
 
 
+def input_multiple(config) -> int:
+  """The stride-4 stem and `depth` 2x poolings of the hourglass."""
+  return config.dataset.heatmap_stride * 2 ** config.model.depth
+
+
+def map_stride(config) -> int:
+  return config.dataset.heatmap_stride
+
+
 def normalize_images(images):
   """uint8 [B, H, W, 3] -> float32 in [0, 1] (the official code's input scaling)."""
   return images.astype(jnp.float32) / 255.0
@@ -226,7 +235,8 @@ OFFICIAL = official.OfficialFormat(
 
 
 METHOD = base.Method(
-    name='shg', multi_person=False, build_model=build_model, normalize_images=normalize_images,
+    name='shg', multi_person=False, build_model=build_model, input_multiple=input_multiple,
+    map_stride=map_stride, normalize_images=normalize_images,
     num_outputs=num_outputs, settings=settings, render_targets=render_targets, loss=loss,
     predict_maps=predict_maps, encode=encode, decode=decode, split_outputs=split_outputs,
     group=group, parse=parse, official=OFFICIAL)
