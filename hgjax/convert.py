@@ -46,29 +46,30 @@ _MAX_LISTED = 30
 # ----------------------------------------------------------------------------- names, layouts
 
 
-def _to_torch_layout(x: np.ndarray) -> np.ndarray:
-  """hgjax array -> PyTorch layout: HWIO -> OIHW, Dense [I, O] -> [O, I, 1, 1], else as is."""
+def _to_torch_layout(x: np.ndarray, transposed: bool = False) -> np.ndarray:
+  """hgjax array -> PyTorch layout: HWIO -> OIHW (a transposed conv's [kH, kW, in, out] ->
+  (in, out, kH, kW)), Dense [I, O] -> [O, I, 1, 1], else as is."""
   if x.ndim == 4:
-    return np.transpose(x, (3, 2, 0, 1))
+    return np.transpose(x, (2, 3, 0, 1) if transposed else (3, 2, 0, 1))
   if x.ndim == 2:
     return np.transpose(x)[:, :, None, None]
   return x
 
 
-def _from_torch_layout(w: np.ndarray, flax_ndim: int) -> np.ndarray:
+def _from_torch_layout(w: np.ndarray, flax_ndim: int, transposed: bool = False) -> np.ndarray:
   """Inverse of `_to_torch_layout` for an hgjax array of `flax_ndim` dimensions."""
   if flax_ndim == 4:
-    return np.transpose(w, (2, 3, 1, 0))
+    return np.transpose(w, (2, 3, 0, 1) if transposed else (2, 3, 1, 0))
   if flax_ndim == 2:
     return np.transpose(w[:, :, 0, 0])
   return w
 
 
-def _torch_shape(flax_shape: tuple[int, ...]) -> tuple[int, ...]:
+def _torch_shape(flax_shape: tuple[int, ...], transposed: bool = False) -> tuple[int, ...]:
   """PyTorch shape of the tensor that `_to_torch_layout` makes from an hgjax array."""
   if len(flax_shape) == 4:
     h, w, i, o = flax_shape
-    return (o, i, h, w)
+    return (i, o, h, w) if transposed else (o, i, h, w)
   if len(flax_shape) == 2:
     i, o = flax_shape
     return (o, i, 1, 1)
@@ -97,12 +98,14 @@ def _as_float32(value) -> np.ndarray:
   return value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
 
 
-def official_format(state_dict: Mapping) -> official.OfficialFormat:
-  """The official format of a state dict (wrapper prefixes removed); ValueError if no method's
-  format accepts its tensor names."""
+def official_format(state_dict: Mapping) -> tuple[official.OfficialFormat, dict]:
+  """(format, the state dict in the format's canonical names) of a state dict with wrapper
+  prefixes removed; ValueError if no method's format accepts its tensor names."""
   for method in methods.METHODS.values():
-    if method.official is not None and method.official.matches(state_dict):
-      return method.official
+    if method.official is not None:
+      canonical = method.official.canonical(state_dict)
+      if method.official.matches(canonical):
+        return method.official, canonical
   kinds = [m.name for m in methods.METHODS.values() if m.official is not None]
   raise ValueError(f'not an official checkpoint of any of {kinds}: no format accepts tensor '
                    f'names such as {sorted(state_dict)[:5]}')
@@ -111,8 +114,8 @@ def official_format(state_dict: Mapping) -> official.OfficialFormat:
 def infer_architecture(state_dict: Mapping) -> dict:
   """Architecture of an official state dict, from tensor names and shapes only: {'kind': the
   method, and the `config.model` values that build it} (see the method's format)."""
-  sd = _strip_wrappers(state_dict)
-  return official_format(sd).infer_architecture(sd)
+  fmt, sd = official_format(_strip_wrappers(state_dict))
+  return fmt.infer_architecture(sd)
 
 
 def build_model(arch: Mapping, dtype=jnp.float32) -> nn.Module:
@@ -123,8 +126,7 @@ def build_model(arch: Mapping, dtype=jnp.float32) -> nn.Module:
   return fmt.build_model(arch, dtype)
 
 
-def _variable_shapes(model: nn.Module, depth: int) -> dict[tuple[str, ...], tuple[int, ...]]:
-  size = 4 * 2 ** depth
+def _variable_shapes(model: nn.Module, size: int) -> dict[tuple[str, ...], tuple[int, ...]]:
   images = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
   abstract = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), images)
   return {k: v.shape for k, v in traverse_util.flatten_dict(abstract).items()}
@@ -140,11 +142,11 @@ def convert_state_dict(state_dict: Mapping) -> tuple[nn.Module, dict]:
   for an AE model without BatchNorm). Raises one ValueError naming every missing or unexpected
   tensor and every misshapen tensor with its expected and actual PyTorch shape.
   """
-  sd = {k: _as_float32(v) for k, v in _strip_wrappers(state_dict).items()}
-  fmt = official_format(sd)
+  fmt, sd = official_format(_strip_wrappers(state_dict))
+  sd = {k: _as_float32(v) for k, v in sd.items()}
   arch = fmt.infer_architecture(sd)
   model = fmt.build_model(arch, jnp.float32)
-  shapes = _variable_shapes(model, arch['depth'])
+  shapes = _variable_shapes(model, fmt.probe_size(arch))
   expected = {fmt.official_name(key): key for key in shapes}
 
   missing, misshapen, flat = [], [], {}
@@ -152,13 +154,13 @@ def convert_state_dict(state_dict: Mapping) -> tuple[nn.Module, dict]:
     if name not in sd:
       missing.append(name)
       continue
-    want = _torch_shape(shapes[key])
+    want = _torch_shape(shapes[key], fmt.transposed(name))
     got = tuple(sd[name].shape)
     if got != want:
       misshapen.append(f'{name}: expected {want}, got {got}')
       continue
-    flat[key] = np.ascontiguousarray(_from_torch_layout(sd[name], len(shapes[key])),
-                                     dtype=np.float32)
+    flat[key] = np.ascontiguousarray(
+        _from_torch_layout(sd[name], len(shapes[key]), fmt.transposed(name)), dtype=np.float32)
   unexpected = [n for n in sd if n not in expected and not n.endswith('.num_batches_tracked')
                 and not fmt.unused(n, set(expected))]
 
@@ -193,7 +195,8 @@ def to_official_state_dict(variables: Mapping) -> dict[str, np.ndarray]:
                                      if k in variables})
   sd = {}
   for key, value in flat.items():
-    sd[fmt.official_name(key)] = _to_torch_layout(np.asarray(value, np.float32))
+    name = fmt.official_name(key)
+    sd[name] = _to_torch_layout(np.asarray(value, np.float32), fmt.transposed(name))
   for name in list(sd):
     if name.endswith('.running_mean'):
       sd[name[:-len('running_mean')] + 'num_batches_tracked'] = np.zeros((), np.int64)
@@ -202,25 +205,28 @@ def to_official_state_dict(variables: Mapping) -> dict[str, np.ndarray]:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _apply_nschw(model: nn.Module, variables, images):
-  return model.apply(variables, images, train=False).transpose(0, 1, 4, 2, 3)
+def _apply_nchw(model: nn.Module, variables, images):
+  out = model.apply(variables, images, train=False)
+  if isinstance(out, tuple):                       # one output per resolution (HigherHRNet)
+    return [o.transpose(0, 3, 1, 2) for o in out]
+  return out.transpose(0, 1, 4, 2, 3)
 
 
-def apply_official_layout(model: nn.Module, variables: Mapping,
-                          images_nhwc: np.ndarray) -> np.ndarray:
-  """Runs an hgjax model in eval mode and returns [B, S, C, H/4, W/4] float32 (the official
-  layout), with full-precision float32 matmuls/convolutions."""
+def apply_official_layout(model: nn.Module, variables: Mapping, images_nhwc: np.ndarray):
+  """Runs an hgjax model in eval mode and returns its outputs in the official layout, with
+  full-precision float32 matmuls/convolutions: [B, S, C, H/4, W/4] float32 for the hourglass
+  networks (every stack), a list of [B, C_i, H_i, W_i] for networks with one output per
+  resolution (HigherHRNet: [out0 (B, 34, H/4, W/4), out1 (B, 17, H/2, W/2)])."""
   with jax.default_matmul_precision('highest'):
-    out = _apply_nschw(model, variables, jnp.asarray(images_nhwc, jnp.float32))
-  return np.asarray(out)
+    out = _apply_nchw(model, variables, jnp.asarray(images_nhwc, jnp.float32))
+  return [np.asarray(o) for o in out] if isinstance(out, list) else np.asarray(out)
 
 
-def run_official(state_dict: Mapping, images_nhwc: np.ndarray) -> np.ndarray:
-  """Every stack's output of the official network, in the official layout.
+def run_official(state_dict: Mapping, images_nhwc: np.ndarray):
+  """The official network's outputs, in the official layout (see `apply_official_layout`).
 
   state_dict: PyTorch name -> array (float16 is cast to float32). images_nhwc: [B, H, W, 3]
-  float, as fed to the official `PoseNet.forward` (RGB / 255). Returns [B, S, C, H/4, W/4]
-  float32, computed in float32 with full-precision matmuls/convolutions.
+  float, as fed to the official forward (SHG, AE: RGB / 255; HigherHRNet: ImageNet-normalised).
   """
   model, variables = convert_state_dict(state_dict)
   return apply_official_layout(model, variables, images_nhwc)
@@ -270,9 +276,14 @@ def state_dict_from_checkpoint(obj) -> dict[str, np.ndarray]:
   return out
 
 
+# Architecture keys that are not `config.model` keys.
+_CONFIG_SECTION = {'num_joints': 'dataset'}
+
+
 def model_config(arch: Mapping) -> dict:
-  """Config values (`model.<key>`) that build the model of an `infer_architecture` dict."""
-  return {f'model.{k}': v for k, v in arch.items()}
+  """Config values (`model.<key>`, `dataset.num_joints`) that build the model of an
+  `infer_architecture` dict."""
+  return {f'{_CONFIG_SECTION.get(k, "model")}.{k}': v for k, v in arch.items()}
 
 
 def save_converted(out_dir: str | Path, variables: Mapping, arch: Mapping) -> None:

@@ -42,7 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
   t.convention = 'continuous'    # u = (x + 0.5) / stride - 0.5; the only one implemented
 
   c.model = m = ml_collections.ConfigDict()
-  m.kind = 'shg'                 # shg | ae
+  m.kind = 'shg'                 # shg | ae | higherhrnet
   m.num_stacks = 8
   m.features = 256
   m.depth = 4
@@ -56,7 +56,16 @@ def get_config() -> ml_collections.ConfigDict:
   m.increase = 128               # AE only: width added per hourglass level
   m.inner_increase = 128         # AE only: increase of the inner levels (official code: 128)
   m.batch_norm = True            # AE only (the SHG always has BatchNorm)
-  m.tag_dim = 1                  # AE only
+  m.tag_dim = 1                  # AE, HigherHRNet: tag dimensions per joint
+  # HigherHRNet only (the official W32: widths 32-256, modules (1, 4, 3), 4 blocks per branch;
+  # W48: widths 48-384, deconv_features (48,)).
+  m.hrnet_widths = (32, 64, 128, 256)   # branch widths; stage s has the first s branches
+  m.hrnet_modules = (1, 4, 3)    # multi-resolution modules of stages 2, 3, 4
+  m.hrnet_blocks = (4, 4, 4)     # BasicBlocks per branch in stages 2, 3, 4
+  m.deconv_features = (32,)      # one entry per 2x higher-resolution branch; () = none
+  m.deconv_kernel = 4            # 4 | 3 | 2 (the official padding of each)
+  m.deconv_blocks = 4            # BasicBlocks after each transposed conv
+  m.deconv_cat_output = (True,)  # concatenate the previous outputs before each deconv
 
   c.loss = lo = ml_collections.ConfigDict()
   lo.foreground_weight = 1.0     # weight of target pixels > 0; 1 = plain MSE (tutorial: 82)
@@ -65,6 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
   lo.pull_weight = 1e-3          # AE
   lo.push_form = 'exp'           # AE: exp | margin
   lo.push_margin = 1.0           # AE, margin form only
+  lo.heatmap_factors = (1.0, 1.0)   # HigherHRNet: heatmap loss weight per output resolution
 
   c.optimizer = o = ml_collections.ConfigDict()
   o.name = 'rmsprop'             # rmsprop | adam | adamw | sgd
@@ -111,6 +121,7 @@ def get_config() -> ml_collections.ConfigDict:
   e.checkpoint = ''              # '' = latest in workdir
   e.num_examples = -1            # -1 = whole split
   e.write_predictions = True
+  e.project_to_input = True      # HigherHRNet: maps resized to the input size before grouping
 
   c.grouping = g = ml_collections.ConfigDict()   # AE bottom-up decoding
   g.detection_threshold = 0.1
@@ -121,4 +132,5 @@ def get_config() -> ml_collections.ConfigDict:
   g.scales = (1.0,)
   g.refine = True                # fill missing joints (reference code step)
   g.refine_scores = True         # filled joints count in the person score (reference code)
+  g.nms_kernel = 5               # HigherHRNet parser's NMS window (the AE grouping uses 3x3)
   return c

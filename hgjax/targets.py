@@ -13,7 +13,8 @@ def to_grid(keypoints, stride: int):
   return jnp.concatenate([xy, keypoints[..., 2:]], axis=-1)
 
 
-def render_heatmaps(keypoints, heatmap_size: tuple, stride: int, sigma: float):
+def render_heatmaps(keypoints, heatmap_size: tuple, stride: float, sigma: float,
+                    radius: float | None = None):
   """Gaussian heatmaps, max over people.
 
   Args:
@@ -21,11 +22,12 @@ def render_heatmaps(keypoints, heatmap_size: tuple, stride: int, sigma: float):
     heatmap_size: (h, w) of the grid.
     stride: input pixels per grid pixel.
     sigma: Gaussian std in grid pixels.
+    radius: half-width of the square window in grid pixels; None = 3 sigma (the Stacked
+      Hourglass / AE reference code); HigherHRNet's official window is 3 sigma + 1.
   Returns:
     heatmaps [B, h, w, K] float32 in [0, 1]: exp(-d^2 / 2 sigma^2) at the continuous keypoint
-    position, cut to zero outside the (6 sigma + 1)-wide square window (as in the reference
-    code, so 'foreground' pixels are well defined). Joints with v == 0 or a centre outside the
-    grid render nothing.
+    position, cut to zero outside the (2 radius + 1)-wide square window (so 'foreground' pixels
+    are well defined). Joints with v == 0 or a centre outside the grid render nothing.
   """
   h, w = heatmap_size
   g = to_grid(keypoints, stride)
@@ -33,7 +35,7 @@ def render_heatmaps(keypoints, heatmap_size: tuple, stride: int, sigma: float):
   inside = (vis > 0) & (u >= -0.5) & (u <= w - 0.5) & (v >= -0.5) & (v <= h - 0.5)
   dx = jnp.arange(w, dtype=jnp.float32) - u[..., None]               # [B, P, K, w]
   dy = jnp.arange(h, dtype=jnp.float32) - v[..., None]               # [B, P, K, h]
-  radius = 3.0 * sigma
+  radius = 3.0 * sigma if radius is None else radius
   gx = jnp.where(jnp.abs(dx) <= radius, jnp.exp(-dx**2 / (2 * sigma**2)), 0.0)
   gy = jnp.where(jnp.abs(dy) <= radius, jnp.exp(-dy**2 / (2 * sigma**2)), 0.0)
   gx = gx * inside[..., None]

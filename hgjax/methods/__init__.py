@@ -5,17 +5,19 @@ This is the only place in `hgjax/` that looks at `config.model.kind`: everything
 """
 
 from hgjax.methods import ae
+from hgjax.methods import higherhrnet
 from hgjax.methods import shg
 from hgjax.methods.base import Method
 
 METHODS: dict[str, Method] = {
     'shg': shg.METHOD,
     'ae': ae.METHOD,
+    'higherhrnet': higherhrnet.METHOD,
 }
 
 
 def method_named(kind: str) -> Method:
-  """The method registered as `kind` ('shg', 'ae'); ValueError naming the valid ones."""
+  """The method registered as `kind` ('shg', 'ae', ...); ValueError naming the valid ones."""
   if kind not in METHODS:
     raise ValueError(f'model kind {kind!r} is not one of {", ".join(map(repr, METHODS))}')
   return METHODS[kind]
