@@ -87,6 +87,7 @@ def get_config() -> ml_collections.ConfigDict:
   o.weight_decay = 0.0
   o.schedule = 'step'            # constant | step | cosine
   o.warmup_steps = 0
+  o.warmup_init_factor = 0.0     # linear warm-up from this fraction of the rate (MMPose: 0.001)
   o.decay_steps = (150_000, 200_000)   # step schedule boundaries
   o.decay_factor = 0.1
   # steps: the schedule runs over train.num_steps. budget: it runs over whichever of

@@ -48,7 +48,8 @@ def make_schedule(config) -> optax.Schedule:
     raise ValueError(f'config.optimizer.schedule={o.schedule!r}')
   if o.warmup_steps == 0:
     return main
-  warm = optax.linear_schedule(0.0, o.learning_rate, o.warmup_steps)
+  warm = optax.linear_schedule(o.warmup_init_factor * o.learning_rate, o.learning_rate,
+                               o.warmup_steps)
   return optax.join_schedules([warm, main], [o.warmup_steps])
 
 
