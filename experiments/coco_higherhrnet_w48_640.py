@@ -1,8 +1,8 @@
 """HigherHRNet-W48 at 640 px, the official recipe
-(experiments/coco/higher_hrnet/w48_640_adam_lr1e-3.yaml; COCO val2017 69.9 AP single-scale, 72.1 multi-scale): branches 48/96/192/384, a deconv of 48
-channels, heatmaps at 160 and 320, Adam 1e-3, 10 images per device on 4 devices. The official
-run trains and tests in FP16 (BatchNorm in float32); hgjax computes in float32 here
-(`model.dtype='bfloat16'` is the low-precision option).
+(experiments/coco/higher_hrnet/w48_640_adam_lr1e-3.yaml; COCO val2017 69.9 AP single-scale, 72.1
+multi-scale): branches 48/96/192/384, a deconv of 48 channels, heatmaps at 160 and 320, Adam
+1e-3, 10 images per device on 4 devices. The official run trains and tests in FP16 (BatchNorm in
+float32); hgjax computes in float32 here (`model.dtype='bfloat16'` is the low-precision option).
 """
 
 from experiments import coco_higherhrnet_w32_512_official

@@ -41,6 +41,10 @@ from hgjax import methods
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PEER = REPO.parent / 'shared' / 'tools' / 'torch_peer.py'
 DEFAULT_PEER_PYTHON = Path('/work/torchvenv/bin/python')
+# The networks shared/tools/torch_peer.py has, by its own names (its `--model`).
+TORCH_PEER_MODELS = {'shg': 'shg', 'higherhrnet': 'hhr'}
+
+
 def peak_rss_mib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -200,7 +204,12 @@ def run_peer(args) -> dict:
   Its own `peak_rss_mib` (getrusage) would include ours: Linux carries ru_maxrss over fork and
   exec. So the child's VmHWM is polled instead and reported as `peak_rss_mib`.
   """
-  cmd = [str(args.peer_python), str(args.peer_script), 'bench', '--nstack', str(args.nstack),
+  if args.model not in TORCH_PEER_MODELS:
+    raise SystemExit(f'--peer: torch_peer.py has no {args.model!r} network (it has '
+                     f'{", ".join(TORCH_PEER_MODELS)})')
+  cmd = [str(args.peer_python), str(args.peer_script), 'bench',
+         '--model', TORCH_PEER_MODELS[args.model], '--nstack', str(args.nstack),
+         '--res', str(args.res), '--dtype', args.dtype,
          '--batch', str(args.batch), '--steps', str(args.steps), '--mode', args.mode,
          '--threads', str(args.threads)]
   proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -232,6 +232,45 @@ def run_official(state_dict: Mapping, images_nhwc: np.ndarray):
   return apply_official_layout(model, variables, images_nhwc)
 
 
+def load_pretrained(variables: Mapping, state_dict: Mapping, model_kind: str) -> tuple:
+  """Copies into `variables` every tensor of `state_dict` that the network has under the same
+  official name (e.g. an ImageNet HRNet classification checkpoint into HigherHRNet's backbone,
+  as the official `init_weights` with PRETRAINED_LAYERS ['*']).
+
+  Returns (new variables (numpy), loaded names, checkpoint names the network does not have,
+  network names the checkpoint does not have). A tensor whose shape does not fit (e.g. another
+  stem) is refused with a ValueError naming it and both shapes: nothing is loaded partially.
+  """
+  fmt = methods.method_named(model_kind).official
+  if fmt is None:
+    raise ValueError(f'model kind {model_kind!r} has no official checkpoint format')
+  sd = {k: _as_float32(v) for k, v in fmt.canonical(_strip_wrappers(state_dict)).items()}
+  flat = traverse_util.flatten_dict({k: variables[k] for k in ('params', 'batch_stats')
+                                     if k in variables})
+  names = {fmt.official_name(key): key for key in flat}
+  out = {key: np.asarray(value) for key, value in flat.items()}
+  loaded, misfit = [], []
+  for name, value in sd.items():
+    if name not in names:
+      continue
+    key = names[name]
+    want = _torch_shape(tuple(out[key].shape), fmt.transposed(name))
+    if tuple(value.shape) != want:
+      misfit.append(f'{name}: expected {want}, got {tuple(value.shape)}')
+      continue
+    out[key] = _from_torch_layout(value, out[key].ndim, fmt.transposed(name)).astype(np.float32)
+    loaded.append(name)
+  if misfit:
+    raise ValueError(f'pretrained checkpoint does not fit the {model_kind} network: '
+                     + '; '.join(misfit[:_MAX_LISTED]) + ' (nothing was loaded)')
+  if not loaded:
+    raise ValueError(f'pretrained checkpoint shares no tensor name with the {model_kind} '
+                     f'network (its names: {sorted(sd)[:5]} ...)')
+  extra = sorted(n for n in sd if n not in names and not n.endswith('.num_batches_tracked'))
+  absent = sorted(n for n in names if n not in sd)
+  return traverse_util.unflatten_dict(out), loaded, extra, absent
+
+
 # ----------------------------------------------------------------------------- files, CLI
 
 

@@ -66,6 +66,10 @@ def get_config() -> ml_collections.ConfigDict:
   m.deconv_kernel = 4            # 4 | 3 | 2 (the official padding of each)
   m.deconv_blocks = 4            # BasicBlocks after each transposed conv
   m.deconv_cat_output = (True,)  # concatenate the previous outputs before each deconv
+  # A pretrained checkpoint (.pth/.npz, e.g. the ImageNet HRNet-W32 `hrnet_w32-36af842e.pth`)
+  # loaded into the tensors of the same official name when training starts from scratch;
+  # '' = none. Applied after `init_checkpoint`'s absence; see hgjax.convert.load_pretrained.
+  m.init_from = ''
 
   c.loss = lo = ml_collections.ConfigDict()
   lo.foreground_weight = 1.0     # weight of target pixels > 0; 1 = plain MSE (tutorial: 82)

@@ -276,6 +276,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           config.init_checkpoint, {'params': state.params, 'batch_stats': state.batch_stats})
       state = state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
       print(f'initialised from {config.init_checkpoint}', flush=True)
+    elif config.model.init_from:
+      state = _init_from_pretrained(config, state, replicated)
   step_fn = jit_train_step(config, mesh)
   evaluator = evaluators.make_evaluator(config, method, model, mesh)
   writer = metric_writer.MetricWriter(workdir, start)
@@ -358,6 +360,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       clock.start()
   writer.close()
   return dict(eval_metrics)
+
+
+def _init_from_pretrained(config, state, replicated):
+  """`state` with the tensors of `config.model.init_from` that the network has (by official
+  name), reporting what was and was not loaded."""
+  from hgjax import convert  # torch or the .npz reader, only when asked for
+  path = config.model.init_from
+  variables = {'params': jax.device_get(state.params),
+               'batch_stats': jax.device_get(state.batch_stats)}
+  new, loaded, extra, absent = convert.load_pretrained(
+      variables, convert.load_state_dict_file(path), config.model.kind)
+  new = jax.device_put(new, replicated)
+  print(f'initialised {len(loaded)} tensors from {path}; not in the network: {len(extra)} '
+        f'({", ".join(extra[:4])}{" ..." if len(extra) > 4 else ""}); not in the checkpoint: '
+        f'{len(absent)} ({", ".join(absent[:4])}{" ..." if len(absent) > 4 else ""})',
+        flush=True)
+  return state.replace(params=new['params'], batch_stats=new.get('batch_stats', {}))
 
 
 def _check_finite(config, state, mngr) -> None:

@@ -275,3 +275,30 @@ def test_split_outputs_has_the_layout_of_encode():
   split = higherhrnet.split_outputs(config, outputs)
   encoded = higherhrnet.encode(config, np.zeros((1, 17, 3), np.float32), (128, 128))
   assert {k: v.shape for k, v in split.items()} == {k: v.shape for k, v in encoded.items()}
+
+
+def test_pretrained_backbone_loads_by_official_name_and_refuses_a_misfit():
+  """`model.init_from`: an ImageNet-style HRNet checkpoint (the backbone's names plus
+  classification-only tensors) fills the backbone and nothing else; a stem of another shape
+  is refused."""
+  sd, _, _ = _fixture(DATA / 'hhr_unseen.npz')
+  arch = convert.infer_architecture(sd)
+  model = convert.build_model(arch)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
+                                             train=False))
+  variables = jax.tree.map(lambda s: np.zeros(s.shape, np.float32), shapes)
+  imagenet = {k: v for k, v in sd.items() if not k.startswith(('final_layers', 'deconv'))}
+  imagenet['incre_modules.0.0.conv1.weight'] = np.ones((32, 4, 1, 1), np.float32)
+  imagenet['classifier.weight'] = np.ones((1000, 2048), np.float32)
+  new, loaded, extra, absent = convert.load_pretrained(variables, imagenet, 'higherhrnet')
+  assert extra == ['classifier.weight', 'incre_modules.0.0.conv1.weight']
+  assert absent and all(n.startswith(('final_layers', 'deconv_layers')) for n in absent)
+  assert len(loaded) == len([k for k in imagenet if not k.endswith('num_batches_tracked')]) - 2
+  back = convert.to_official_state_dict(new)
+  np.testing.assert_array_equal(back['stage4.0.branches.3.2.conv2.weight'],
+                                sd['stage4.0.branches.3.2.conv2.weight'])
+  assert not back['final_layers.0.weight'].any()                  # the head is untouched
+  imagenet['conv1.weight'] = np.ones((32, 3, 3, 3), np.float32)   # a wider stem
+  with pytest.raises(ValueError, match=r'conv1\.weight: expected \(64, 3, 3, 3\), got '
+                     r'\(32, 3, 3, 3\) \(nothing was loaded\)'):
+    convert.load_pretrained(variables, imagenet, 'higherhrnet')
