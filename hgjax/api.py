@@ -193,11 +193,14 @@ def decode(config, maps: dict, image_hw) -> tuple:
 def parse_heatmaps(maps_a, maps_b, style: str, config=None) -> tuple:
   """The grouping step alone, on the official code bases' layouts.
 
-  style: a `config.model.kind` ('ae'; 'shg' takes the argmax of each heatmap). AE: maps_a
-  heatmaps [K, H, W], maps_b tags [K, H, W] or [K, H, W, L]. config: the grouping settings
-  (`config.grouping`, `config.eval.refine`); None = `hgjax.defaults`, the reference parser's
-  values (detection threshold 0.1, tag threshold 1, top 30 per joint, 20 people, refinement).
-  Returns (people [N, K, 3] (x, y, score) in heatmap pixels, person scores [N]), best first.
+  style: a `config.model.kind`. 'ae': the Associative Embedding grouping, 'higherhrnet': the
+  official HigherHRNet `HeatmapParser` ('shg' takes the argmax of each heatmap). maps_a:
+  heatmaps [K, H, W]; maps_b: tags [K, H, W] or [K, H, W, L]. config: the grouping settings
+  (`config.grouping`, `config.eval.refine`); None = `hgjax.defaults`, the reference parsers'
+  values (detection threshold 0.1, tag threshold 1, top 30 per joint, refinement).
+  Returns 'ae', 'shg': (people [N, K, 3] (x, y, score) in heatmap pixels, person scores [N]),
+  best first; 'higherhrnet': exactly the official parser's (people [N, K, 3 + L] (x, y, score,
+  tags) with pixel centres at i + 0.5, scores [N]) in its person order.
   """
   from hgjax import defaults
   from hgjax import methods

@@ -26,6 +26,25 @@ def test_importing_the_api_loads_no_jax():
   assert out.strip() == "['hgjax.api']"
 
 
+@pytest.mark.parametrize('name', ['foreground_weight', 'stacks', 'higher_resolution'])
+def test_ablations_run_as_scripts_from_any_directory(name, tmp_path):
+  """`python experiments/ablations/NAME.py` (not only `-m`) finds the repository's packages;
+  every variant's config loads (a typo in an override fails here, not after hours)."""
+  out = subprocess.run([sys.executable, str(REPO / 'experiments' / 'ablations' / f'{name}.py'),
+                        '--help'], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       check=True).stdout
+  assert out.startswith('usage:')
+
+
+def test_higher_resolution_variants_load():
+  from experiments.ablations import higher_resolution
+  vs = higher_resolution.variants(seeds=1)
+  assert [v.name for v in vs] == ['with_half_seed0', 'quarter_only_seed0']
+  for v in vs:
+    config = api.load_config(higher_resolution.BASE, v.overrides)
+    assert len(config.loss.heatmap_factors) == len(config.model.deconv_features) + 1
+
+
 def test_load_config_applies_overrides_with_the_cli_type_rules():
   c = api.load_config('experiments/tiny.py', {'loss.foreground_weight': 20, 'seed': '3',
                                               'optimizer.decay_steps': '(5, 9)',

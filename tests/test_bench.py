@@ -3,6 +3,10 @@ FLOP counts agree with a count from the layer shapes, and the fast conv gradient
 equals XLA's own."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -191,3 +195,14 @@ def test_release_free_memory_returns_freed_heap_pages():
   after = bench.current_rss_mib()
   libc.free(blocks[-1])
   assert before - after > 100, (before, after)
+
+
+def test_runs_from_any_directory(tmp_path):
+  """`python -m hgjax.bench` builds its presets in code: it runs outside the repository."""
+  env = dict(os.environ, PYTHONPATH=str(Path(bench.__file__).resolve().parents[1]))
+  out = tmp_path / 'r.json'
+  subprocess.run([sys.executable, '-m', 'hgjax.bench', '--model', 'shg', '--nstack', '1',
+                  '--batch', '1', '--res', '64', '--mode', 'infer', '--steps', '1',
+                  '--warmup', '0', '--json', str(out)], cwd=tmp_path, env=env, check=True,
+                 capture_output=True)
+  assert json.loads(out.read_text())['mode'] == 'infer'

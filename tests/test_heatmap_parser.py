@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hgjax import api
 from hgjax import heatmap_parser
 
 CASES = np.load(Path(__file__).parent / 'data' / 'hhr_parser_cases.npz')
@@ -39,3 +40,10 @@ def test_cases_cover_what_they_claim():
   # Case 2 has weak joints below the threshold: refinement filled some (heat value < 0.1).
   filled = CASES['case2/people'][..., 2]
   assert np.any((filled > 0) & (filled < 0.1))
+
+
+def test_api_parse_heatmaps_with_the_default_config_is_the_official_parser():
+  people, scores = api.parse_heatmaps(CASES['case4/heatmaps'], CASES['case4/tags'],
+                                      'higherhrnet')
+  np.testing.assert_array_equal(people, CASES['case4/people'])
+  np.testing.assert_array_equal(scores, CASES['case4/scores'])

@@ -34,7 +34,7 @@ def predict_keypoints(variables, images, *, method, model, settings, stride: int
 def make_predict_fn(config, method, model, mesh):
   """Jitted `predict_keypoints` over `mesh` (batch sharded, results replicated)."""
   fn = functools.partial(predict_keypoints, method=method, model=model,
-                         settings=method.settings(config), stride=config.dataset.heatmap_stride,
+                         settings=method.settings(config), stride=method.map_stride(config),
                          refine=config.eval.refine, blur_sigma=config.eval.blur_sigma)
   replicated = NamedSharding(mesh, P())
   return jax.jit(fn, in_shardings=(replicated, NamedSharding(mesh, P('data'))),

@@ -180,8 +180,13 @@ def encode(config, keypoints, image_hw) -> dict:
 
 def group(config, maps: dict):
   """{'heatmaps' [h, w, K], 'tags' [h, w, K, T]} of one image -> (people [N, K, 3] (u, v,
-  score) in grid pixels, person scores [N]) by `grouping.group` with `config.grouping`."""
-  return grouping.group(maps['heatmaps'], maps['tags'], grouping.GroupingParams.from_config(config))
+  score) in grid pixels, person scores [N]) by `grouping.group` with `config.grouping` (joint
+  order: the paper's for K = 17, else 0..K-1)."""
+  k = np.shape(maps['heatmaps'])[-1]
+  params = dataclasses.replace(
+      grouping.GroupingParams.from_config(config),
+      joint_order=tuple(skeleton.AE_JOINT_ORDER if k == 17 else range(k)))
+  return grouping.group(maps['heatmaps'], maps['tags'], params)
 
 
 def parse(config, heatmaps, tags):

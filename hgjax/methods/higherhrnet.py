@@ -287,21 +287,23 @@ def predict_maps(variables, images, *, model, settings: Settings) -> dict:
   return {'heatmaps': heat, 'tags': jnp.concatenate([tags[:b], back], axis=-1)}
 
 
-def parser_params(config) -> heatmap_parser.ParserParams:
+def parser_params(config, num_joints: int) -> heatmap_parser.ParserParams:
+  """The parser settings of `config.grouping` for maps of `num_joints` joints (17: the AE
+  joint order of the official code, else 0..K-1)."""
   g = config.grouping
   return heatmap_parser.ParserParams(
       detection_threshold=g.detection_threshold, tag_threshold=g.tag_threshold,
       max_num_people=g.top_k, nms_kernel=g.nms_kernel, adjust=config.eval.refine == 'quarter',
       refine=g.refine, joint_order=tuple(
-          skeleton.AE_JOINT_ORDER if config.dataset.num_joints == 17
-          else range(config.dataset.num_joints)))
+          skeleton.AE_JOINT_ORDER if num_joints == 17 else range(num_joints)))
 
 
 def parse(config, heatmaps, tags):
   """The official parser: heatmaps [K, H, W], tags [K, H, W] or [K, H, W, L] -> (people
   [P, K, 3 + L] (x, y, score, tags) with pixel centres at i + 0.5, scores [P]), official order."""
+  heatmaps = np.asarray(heatmaps, np.float32)
   return heatmap_parser.parse(heatmaps, np.asarray(tags, np.float32) * config.grouping.tag_scale,
-                              parser_params(config))
+                              parser_params(config, heatmaps.shape[0]))
 
 
 def group(config, maps: dict):
