@@ -3,11 +3,11 @@
 Scenes of 1-4 overlapping figures at 128 px, with smaller people than `synthetic_ae.py` (height
 0.25-0.6 of the image instead of 0.4-0.9: 32-77 px, so 8-19 px at the 1/4 heatmaps and twice
 that at 1/2, the resolution HigherHRNet adds), COCO joints, scored by pycocotools on held-out
-scenes. The network is a narrow HigherHRNet: the official stem and stage 1 (fixed), branches of
-16/32/64/128 channels with one module per stage and two blocks per branch, one deconv of 16
-channels with two blocks. Settings carried over from synthetic_ae.py where the same measurements
-apply (foreground weight, margin push with weights 0.1, Adam 2e-3 cosine over a training-time
-budget, tag distances in half units); see the README for this config's run.
+scenes. The network is a shallow HigherHRNet-W32: the official stem and stage 1 (fixed), the
+W32 branches (32/64/128/256 channels) with one module per stage and two blocks per branch, one
+deconv of 32 channels with one block. Settings carried over from synthetic_ae.py where the same
+measurements apply (foreground weight, margin push with weights 0.1, Adam 2e-3 cosine over a
+training-time budget, tag distances in half units); see the README for this config's runs.
 """
 
 from hgjax import defaults
@@ -23,16 +23,19 @@ def get_config():
   c.dataset.scene_height_min = 0.25
   c.dataset.scene_height_max = 0.6
 
-  c.targets.sigma = 1.5           # in each resolution's pixels, as the paper's sigma 2 at both
+  c.targets.sigma = 2.0           # in each resolution's pixels at both, as the paper
 
   c.model.kind = 'higherhrnet'
   c.model.num_outputs = 34        # 17 heatmaps + 17 tags at 1/4
   c.model.tag_dim = 1
-  c.model.hrnet_widths = (16, 32, 64, 128)
+  # Branches of 16-128 channels (two deconv blocks, sigma 1.5) stayed near the all-zeros
+  # heatmaps: 65 % of the all-zeros loss and AP 0.000 after 2000 steps (13 ex/s); the W32
+  # widths below with the official head initialisation reached AP 0.256 at step 1000 (9 ex/s).
+  c.model.hrnet_widths = (32, 64, 128, 256)
   c.model.hrnet_modules = (1, 1, 1)
   c.model.hrnet_blocks = (2, 2, 2)
-  c.model.deconv_features = (16,)
-  c.model.deconv_blocks = 2
+  c.model.deconv_features = (32,)
+  c.model.deconv_blocks = 1
 
   c.loss.foreground_weight = 20.0     # as synthetic_ae.py: plain MSE sits at all zeros
   c.loss.heatmap_factors = (1.0, 1.0)

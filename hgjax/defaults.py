@@ -62,6 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
   m.hrnet_widths = (32, 64, 128, 256)   # branch widths; stage s has the first s branches
   m.hrnet_modules = (1, 4, 3)    # multi-resolution modules of stages 2, 3, 4
   m.hrnet_blocks = (4, 4, 4)     # BasicBlocks per branch in stages 2, 3, 4
+  m.hrnet_stage1_blocks = 4      # Bottlenecks of stage 1 (official: 4, fixed)
   m.deconv_features = (32,)      # one entry per 2x higher-resolution branch; () = none
   m.deconv_kernel = 4            # 4 | 3 | 2 (the official padding of each)
   m.deconv_blocks = 4            # BasicBlocks after each transposed conv

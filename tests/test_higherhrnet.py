@@ -63,7 +63,8 @@ def test_shared_fixture_reproduces_the_official_outputs(shared_data):
   sd, images, refs = _fixture(shared_data / 'official_fidelity' / 'hhr_w8_128.npz')
   arch = convert.infer_architecture(sd)
   assert arch == {'kind': 'higherhrnet', 'hrnet_widths': (8, 16, 32, 64),
-                  'hrnet_modules': (1, 4, 3), 'hrnet_blocks': (4, 4, 4), 'deconv_features': (8,),
+                  'hrnet_modules': (1, 4, 3), 'hrnet_blocks': (4, 4, 4),
+                  'hrnet_stage1_blocks': 4, 'deconv_features': (8,),
                   'deconv_kernel': 4, 'deconv_blocks': 4, 'deconv_cat_output': (True,),
                   'num_outputs': 34, 'num_joints': 17}
   outs = convert.run_official(sd, images)

@@ -26,7 +26,7 @@ from hgjax import api  # noqa: E402
 
 BASE = 'experiments.synthetic_higherhrnet'
 METRIC = 'eval/AP'
-WITH = {'model.deconv_features': (16,), 'model.deconv_cat_output': (True,),
+WITH = {'model.deconv_features': (32,), 'model.deconv_cat_output': (True,),
         'loss.heatmap_factors': (1.0, 1.0)}
 WITHOUT = {'model.deconv_features': (), 'model.deconv_cat_output': (),
            'loss.heatmap_factors': (1.0,)}

@@ -49,6 +49,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Transposed-conv kernel size -> (padding, output padding), as the official `_get_deconv_cfg`.
 DECONV_PADDING = {4: (1, 0), 3: (1, 1), 2: (0, 0)}
+# The official initialisation of the head (`init_weights`): N(0, 0.001) weights, zero biases,
+# so that training starts from near-zero maps (lecun-normal heads started the synthetic run at
+# a loss of 31, 100x the all-zeros loss, measured).
+HEAD_INIT = nn.initializers.normal(0.001)
 
 
 # --- network ------------------------------------------------------------------------------------
@@ -66,7 +70,7 @@ class Deconv(nn.Module):
   def __call__(self, x):
     k = self.kernel_size
     pad, out_pad = DECONV_PADDING[k]
-    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+    kernel = self.param('kernel', HEAD_INIT,
                         (k, k, x.shape[-1], self.features), jnp.float32)
     lo, hi = k - 1 - pad, k - 1 - pad + out_pad
     return lax.conv_general_dilated(
@@ -90,7 +94,8 @@ class HigherResolutionHead(nn.Module):
     dt = self.dtype
     # Heads in float32 (float64 in a float64 model) so low precision never reaches the loss.
     head_dt = jnp.promote_types(dt, jnp.float32)
-    y = nn.Dense(self.num_outputs, dtype=head_dt, name='final_layers_0')(x)
+    y = nn.Dense(self.num_outputs, dtype=head_dt, kernel_init=HEAD_INIT,
+                 name='final_layers_0')(x)
     outputs = [y]
     for i, width in enumerate(self.deconv_features):
       if self.cat_output[i]:
@@ -99,7 +104,8 @@ class HigherResolutionHead(nn.Module):
       x = nn.relu(batch_norm(train, dt, f'deconv_layers_{i}_0_1')(x))
       for b in range(self.deconv_blocks):
         x = hrnet.BasicBlock(width, dtype=dt, name=f'deconv_layers_{i}_{b + 1}_0')(x, train)
-      y = nn.Dense(self.num_joints, dtype=head_dt, name=f'final_layers_{i + 1}')(x)
+      y = nn.Dense(self.num_joints, dtype=head_dt, kernel_init=HEAD_INIT,
+                   name=f'final_layers_{i + 1}')(x)
       outputs.append(y)
     return tuple(o.astype(head_dt) for o in outputs)
 
@@ -112,6 +118,7 @@ class HigherHRNet(nn.Module):
   widths: tuple = (32, 64, 128, 256)
   stage_modules: tuple = (1, 4, 3)
   stage_blocks: tuple = (4, 4, 4)
+  stage1_blocks: int = 4
   deconv_features: tuple = (32,)
   deconv_kernel: int = 4
   deconv_blocks: int = 4
@@ -120,8 +127,8 @@ class HigherHRNet(nn.Module):
 
   @nn.compact
   def __call__(self, images, train: bool):
-    x = hrnet.HRNet(self.widths, self.stage_modules, self.stage_blocks, dtype=self.dtype,
-                    name='backbone')(images, train)
+    x = hrnet.HRNet(self.widths, self.stage_modules, self.stage_blocks, self.stage1_blocks,
+                    dtype=self.dtype, name='backbone')(images, train)
     return HigherResolutionHead(self.num_joints, self.num_outputs, self.deconv_features,
                                 self.deconv_kernel, self.deconv_blocks, self.cat_output,
                                 dtype=self.dtype, name='head')(x, train)
@@ -132,7 +139,8 @@ def build_model(config) -> HigherHRNet:
   return HigherHRNet(
       num_joints=config.dataset.num_joints, num_outputs=m.num_outputs,
       widths=tuple(m.hrnet_widths), stage_modules=tuple(m.hrnet_modules),
-      stage_blocks=tuple(m.hrnet_blocks), deconv_features=tuple(m.deconv_features),
+      stage_blocks=tuple(m.hrnet_blocks), stage1_blocks=m.hrnet_stage1_blocks,
+      deconv_features=tuple(m.deconv_features),
       deconv_kernel=m.deconv_kernel, deconv_blocks=m.deconv_blocks,
       cat_output=tuple(m.deconv_cat_output), dtype=base.compute_dtype(config))
 
@@ -394,8 +402,8 @@ def _count(sd, pattern: str, start: int = 0) -> int:
 
 def _infer_architecture(sd) -> dict:
   """{'kind': 'higherhrnet', 'hrnet_widths', 'hrnet_modules', 'hrnet_blocks',
-  'deconv_features', 'deconv_kernel', 'deconv_blocks', 'deconv_cat_output', 'num_outputs',
-  'num_joints'} from tensor names and shapes."""
+  'hrnet_stage1_blocks', 'deconv_features', 'deconv_kernel', 'deconv_blocks',
+  'deconv_cat_output', 'num_outputs', 'num_joints'} from tensor names and shapes."""
   shape = official.shape_of
   stages = 1
   while f'stage{stages + 1}.0.branches.0.0.conv1.weight' in sd:
@@ -416,7 +424,8 @@ def _infer_architecture(sd) -> dict:
             else num_outputs // 2)
   previous = [widths[0]] + [d[1] for d in deconv[:-1]]
   return {'kind': 'higherhrnet', 'hrnet_widths': widths, 'hrnet_modules': modules,
-          'hrnet_blocks': blocks, 'deconv_features': tuple(d[1] for d in deconv),
+          'hrnet_blocks': blocks, 'hrnet_stage1_blocks': _count(sd, 'layer1.{}.conv1.weight'),
+          'deconv_features': tuple(d[1] for d in deconv),
           'deconv_kernel': deconv[0][2] if deconv else 4,
           'deconv_blocks': _count(sd, 'deconv_layers.0.{}.0.conv1.weight', start=1),
           'deconv_cat_output': tuple(d[0] != p for d, p in zip(deconv, previous, strict=True)),
@@ -427,7 +436,8 @@ def _build_official(arch, dtype=jnp.float32) -> HigherHRNet:
   return HigherHRNet(
       num_joints=arch['num_joints'], num_outputs=arch['num_outputs'],
       widths=tuple(arch['hrnet_widths']), stage_modules=tuple(arch['hrnet_modules']),
-      stage_blocks=tuple(arch['hrnet_blocks']), deconv_features=tuple(arch['deconv_features']),
+      stage_blocks=tuple(arch['hrnet_blocks']), stage1_blocks=arch['hrnet_stage1_blocks'],
+      deconv_features=tuple(arch['deconv_features']),
       deconv_kernel=arch['deconv_kernel'], deconv_blocks=arch['deconv_blocks'],
       cat_output=tuple(arch['deconv_cat_output']), dtype=dtype)
 

@@ -147,6 +147,9 @@ class HRNet(nn.Module):
   widths: tuple = (32, 64, 128, 256)
   stage_modules: tuple = (1, 4, 3)
   stage_blocks: tuple = (4, 4, 4)
+  # Bottlenecks of stage 1: 4 in the official code (which ignores its config there); fewer
+  # only to make a CPU-sized network cheaper (the 256-channel stage 1 dominates at small sizes).
+  stage1_blocks: int = LAYER1_BLOCKS
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -159,7 +162,7 @@ class HRNet(nn.Module):
     for i in (1, 2):
       x = conv3x3(STEM_FEATURES, 2, dt, f'conv{i}')(x)
       x = nn.relu(batch_norm(train, dt, f'bn{i}')(x))
-    for b in range(LAYER1_BLOCKS):
+    for b in range(self.stage1_blocks):
       x = Bottleneck(LAYER1_PLANES, dtype=dt, name=f'layer1_{b}')(x, train)
     ys = [x]
     previous = [x.shape[-1]]
