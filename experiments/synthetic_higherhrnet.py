@@ -5,9 +5,10 @@ Scenes of 1-4 overlapping figures at 128 px, with smaller people than `synthetic
 that at 1/2, the resolution HigherHRNet adds), COCO joints, scored by pycocotools on held-out
 scenes. The network is a shallow HigherHRNet-W32: the official stem, one Bottleneck in stage 1
 (the official code has 4), the W32 branches (32/64/128/256 channels) with one module per stage
-and two blocks per branch, one deconv of 32 channels with one block. Settings carried over from synthetic_ae.py where the same
-measurements apply (foreground weight, margin push with weights 0.1, Adam 2e-3 cosine over a
-training-time budget, tag distances in half units); see the README for this config's runs.
+and two blocks per branch, one deconv of 32 channels with one block. Settings carried over from
+synthetic_ae.py where the same measurements apply (foreground weight, margin push with weights
+0.1, Adam 2e-3 cosine over a training-time budget, tag distances in half units); see the README
+for this config's runs.
 """
 
 from hgjax import defaults
