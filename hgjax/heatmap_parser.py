@@ -19,7 +19,9 @@ A statement of `HeatmapParser.parse` of HRNet/HigherHRNet-Human-Pose-Estimation
 
 Coordinates are the official ones: pixel (col, row) plus 0.5 +- 0.25, i.e. pixel centres at
 i + 0.5. `hgjax` grids put centres at integers; `methods.higherhrnet.group` subtracts 0.5.
-Written by hand because no library offers this parser; munkres is the official assignment.
+Written by hand because no library offers this parser; munkres is the official assignment
+(pinned below 2: munkres 3.0 breaks cost ties differently, and 4 of the 9 official cases in
+tests/data/hhr_parser_cases.npz then group differently, measured).
 """
 
 import dataclasses
