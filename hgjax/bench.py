@@ -450,7 +450,7 @@ def bench_grouping(args) -> dict:
   candidates per joint, capped by grouping.top_k)."""
   from hgjax import grouping
   config = make_config('ae', 1, 1, 512, 'float32')
-  params = grouping.GroupingParams.from_config(config)
+  params = grouping.GroupingParams.from_config(config, config.dataset.num_joints)
   size = config.dataset.image_size // config.dataset.heatmap_stride
   k = config.dataset.num_joints
   d = config.model.tag_dim * (2 if config.eval.flip_test else 1)

@@ -58,10 +58,10 @@ class GroupingParams:
   joint_order: tuple = skeleton.AE_JOINT_ORDER
 
   @classmethod
-  def from_config(cls, config) -> 'GroupingParams':
+  def from_config(cls, config, num_joints: int) -> 'GroupingParams':
+    """`config.grouping` and `config.eval` for maps of `num_joints` joints."""
     g = config.grouping
-    order = skeleton.AE_JOINT_ORDER if config.dataset.num_joints == 17 else tuple(
-        range(config.dataset.num_joints))
+    order = skeleton.grouping_order(num_joints)
     return cls(detection_threshold=g.detection_threshold, tag_threshold=g.tag_threshold,
                tag_scale=g.tag_scale, top_k=g.top_k, max_people=g.max_people, refine=g.refine,
                refine_scores=g.refine_scores, subpixel=config.eval.refine,

@@ -41,6 +41,12 @@ COCO_SIGMAS = np.array([
 AE_JOINT_ORDER = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
 
 
+def grouping_order(num_joints: int) -> tuple:
+  """The order bottom-up grouping visits joint types: the AE papers' for the 17 COCO joints,
+  else 0..K-1."""
+  return AE_JOINT_ORDER if num_joints == 17 else tuple(range(num_joints))
+
+
 def flip_permutation(num_joints: int, pairs) -> np.ndarray:
   """Returns perm [K] int32 with perm[j] = mirror joint of j."""
   perm = np.arange(num_joints, dtype=np.int32)

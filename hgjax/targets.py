@@ -5,6 +5,7 @@ u = (x + 0.5) / stride - 0.5 on the heatmap grid; `hgjax.decode` inverts exactly
 """
 
 import jax.numpy as jnp
+import numpy as np
 
 
 def to_grid(keypoints, stride: int):
@@ -41,6 +42,23 @@ def render_heatmaps(keypoints, heatmap_size: tuple, stride: float, sigma: float,
   gx = gx * inside[..., None]
   maps = jnp.einsum('bpkh,bpkw->bphwk', gy, gx)                       # separable Gaussian
   return maps.max(axis=1)
+
+
+def person_index_maps(per_person, tag_dim: int):
+  """Ideal AE outputs from each person's own heatmaps (numpy, for codecs).
+
+  per_person: [P, h, w, K] heatmaps of one person each. Returns (heatmaps [h, w, K], the max
+  over people; tags [h, w, K * tag_dim], joint-major: person p's tag is p, in every dimension,
+  on the pixels where its heatmap is the largest of that joint's, 0 where no heatmap is > 0).
+  """
+  per_person = np.asarray(per_person, np.float32)
+  if len(per_person) == 0:
+    heat = np.zeros(per_person.shape[1:], np.float32)
+    owner = np.zeros(per_person.shape[1:], np.int64)
+  else:
+    heat, owner = per_person.max(axis=0), per_person.argmax(axis=0)
+  tags = np.where(heat > 0, owner, 0).astype(np.float32)
+  return heat, np.repeat(tags[..., None], tag_dim, axis=-1).reshape(heat.shape[:2] + (-1,))
 
 
 def joint_weights(keypoints):

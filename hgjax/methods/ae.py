@@ -22,7 +22,6 @@ import numpy as np
 from hgjax import decode as heatmap_decode
 from hgjax import grouping
 from hgjax import losses
-from hgjax import skeleton
 from hgjax import tag_loss
 from hgjax import targets as heatmap_targets
 from hgjax.methods import base
@@ -49,37 +48,18 @@ class Settings:
 
 def settings(config) -> Settings:
   d, lo = config.dataset, config.loss
-  flip = tuple(int(j) for j in skeleton.flip_for(d.num_joints)) if config.eval.flip_test else None
   return Settings(num_joints=d.num_joints, heatmap_size=d.image_size // d.heatmap_stride,
                   stride=d.heatmap_stride, sigma=config.targets.sigma,
                   foreground_weight=lo.foreground_weight,
                   intermediate_supervision=lo.intermediate_supervision,
                   tag_dim=config.model.tag_dim, push_weight=lo.push_weight,
                   pull_weight=lo.pull_weight, push_form=lo.push_form,
-                  push_margin=lo.push_margin, flip_perm=flip)
+                  push_margin=lo.push_margin, flip_perm=base.flip_perm(config))
 
 
 def build_model(config) -> ae_hourglass.AssociativeEmbeddingNet:
   """The AssociativeEmbeddingNet of `config.model`; outputs [B, S, H/4, W/4, num_outputs]."""
-  m = config.model
-  return ae_hourglass.AssociativeEmbeddingNet(
-      num_stacks=m.num_stacks, features=m.features, increase=m.increase,
-      inner_increase=m.inner_increase, num_outputs=m.num_outputs, batch_norm=m.batch_norm,
-      depth=m.depth, dtype=base.compute_dtype(config), stem_features=m.stem_features)
-
-
-def input_multiple(config) -> int:
-  """The stride-4 stem and `depth` 2x poolings of the hourglass."""
-  return config.dataset.heatmap_stride * 2 ** config.model.depth
-
-
-def map_stride(config) -> int:
-  return config.dataset.heatmap_stride
-
-
-def normalize_images(images):
-  """uint8 [B, H, W, 3] -> float32 in [0, 1] (the released code's input scaling)."""
-  return images.astype(jnp.float32) / 255.0
+  return _build_official(config.model.to_dict(), base.compute_dtype(config))
 
 
 def num_outputs(config) -> int:
@@ -140,7 +120,7 @@ def predict_maps(variables, images, *, model, settings: Settings) -> dict:
   stack; T = tag_dim, or 2 * tag_dim with the flip test: the mirrored image's heatmaps are
   flipped back, joint-swapped and averaged in, and its flipped-back, joint-swapped tags are
   appended as extra tag dimensions (the authors' test code)."""
-  x = normalize_images(images)
+  x = base.unit_rgb(images)
   if settings.flip_perm is not None:
     x = jnp.concatenate([x, x[:, :, ::-1]], axis=0)
   out = model.apply(variables, x, train=False)[:, -1]
@@ -168,24 +148,17 @@ def encode(config, keypoints, image_hw) -> dict:
   stride = config.dataset.heatmap_stride
   hw = (image_hw[0] // stride, image_hw[1] // stride)
   kp = np.asarray(keypoints, np.float32)
-  p, k = kp.shape[:2]
-  per_person = np.asarray(heatmap_targets.render_heatmaps(
-      jnp.asarray(kp[:, None]), hw, stride, config.targets.sigma))          # [P, h, w, K]
-  heat = per_person.max(axis=0) if p else np.zeros(hw + (k,), np.float32)
-  owner = per_person.argmax(axis=0) if p else np.zeros(hw + (k,), np.int64)
-  tags = np.where(heat > 0, owner, 0).astype(np.float32)                  # [h, w, K]
-  d = config.model.tag_dim
-  return {'heatmaps': heat, 'tags': np.repeat(tags[..., None], d, axis=-1).reshape(hw + (k * d,))}
+  per_person = heatmap_targets.render_heatmaps(
+      jnp.asarray(kp[:, None]), hw, stride, config.targets.sigma)           # [P, h, w, K]
+  heat, tags = heatmap_targets.person_index_maps(per_person, config.model.tag_dim)
+  return {'heatmaps': heat, 'tags': tags}
 
 
 def group(config, maps: dict):
   """{'heatmaps' [h, w, K], 'tags' [h, w, K, T]} of one image -> (people [N, K, 3] (u, v,
   score) in grid pixels, person scores [N]) by `grouping.group` with `config.grouping` (joint
   order: the paper's for K = 17, else 0..K-1)."""
-  k = np.shape(maps['heatmaps'])[-1]
-  params = dataclasses.replace(
-      grouping.GroupingParams.from_config(config),
-      joint_order=tuple(skeleton.AE_JOINT_ORDER if k == 17 else range(k)))
+  params = grouping.GroupingParams.from_config(config, np.shape(maps['heatmaps'])[-1])
   return grouping.group(maps['heatmaps'], maps['tags'], params)
 
 
@@ -261,8 +234,9 @@ OFFICIAL = official.OfficialFormat(
 
 
 METHOD = base.Method(
-    name='ae', multi_person=True, build_model=build_model, input_multiple=input_multiple,
-    map_stride=map_stride, normalize_images=normalize_images,
+    name='ae', multi_person=True, build_model=build_model,
+    input_multiple=base.hourglass_input_multiple, map_stride=base.heatmap_stride,
+    normalize_images=base.unit_rgb,
     num_outputs=num_outputs, settings=settings, render_targets=render_targets, loss=loss,
     predict_maps=predict_maps, encode=encode, decode=decode, split_outputs=split_outputs,
     group=group, parse=parse, official=OFFICIAL)

@@ -18,6 +18,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from hgjax import skeleton
 from hgjax.methods import official as official_format
 
 # config.model.dtype -> compute dtype (parameters stay float32).
@@ -87,3 +88,26 @@ class Method:
 def compute_dtype(config):
   """The jnp compute dtype of `config.model.dtype`."""
   return DTYPES[config.model.dtype]
+
+
+def flip_perm(config) -> tuple | None:
+  """The joint permutation of the flip test (`skeleton.flip_for`), None without it."""
+  if not config.eval.flip_test:
+    return None
+  return tuple(int(j) for j in skeleton.flip_for(config.dataset.num_joints))
+
+
+def unit_rgb(images):
+  """uint8 [B, H, W, 3] -> float32 in [0, 1]: RGB / 255, the input scaling of the official
+  Stacked Hourglass and Associative Embedding code."""
+  return images.astype(jnp.float32) / 255.0
+
+
+def hourglass_input_multiple(config) -> int:
+  """The stride-4 stem and `depth` 2x poolings of an hourglass network."""
+  return config.dataset.heatmap_stride * 2 ** config.model.depth
+
+
+def heatmap_stride(config) -> int:
+  """Input pixels per output pixel: maps at the network's single output resolution."""
+  return config.dataset.heatmap_stride

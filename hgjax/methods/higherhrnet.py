@@ -135,14 +135,9 @@ class HigherHRNet(nn.Module):
 
 
 def build_model(config) -> HigherHRNet:
-  m = config.model
-  return HigherHRNet(
-      num_joints=config.dataset.num_joints, num_outputs=m.num_outputs,
-      widths=tuple(m.hrnet_widths), stage_modules=tuple(m.hrnet_modules),
-      stage_blocks=tuple(m.hrnet_blocks), stage1_blocks=m.hrnet_stage1_blocks,
-      deconv_features=tuple(m.deconv_features),
-      deconv_kernel=m.deconv_kernel, deconv_blocks=m.deconv_blocks,
-      cat_output=tuple(m.deconv_cat_output), dtype=base.compute_dtype(config))
+  """The HigherHRNet of `config.model` (the architecture keys of `_infer_architecture`)."""
+  arch = {**config.model.to_dict(), 'num_joints': config.dataset.num_joints}
+  return _build_official(arch, base.compute_dtype(config))
 
 
 def input_multiple(config) -> int:
@@ -189,7 +184,6 @@ class Settings:
 
 def settings(config) -> Settings:
   d, lo = config.dataset, config.loss
-  flip = tuple(int(j) for j in skeleton.flip_for(d.num_joints)) if config.eval.flip_test else None
   num_higher = len(config.model.deconv_features)
   factors = tuple(float(f) for f in lo.heatmap_factors)
   if len(factors) != num_higher + 1:
@@ -201,7 +195,7 @@ def settings(config) -> Settings:
                   foreground_weight=lo.foreground_weight, heatmap_factors=factors,
                   tag_dim=config.model.tag_dim, push_weight=lo.push_weight,
                   pull_weight=lo.pull_weight, push_form=lo.push_form,
-                  push_margin=lo.push_margin, flip_perm=flip,
+                  push_margin=lo.push_margin, flip_perm=base.flip_perm(config),
                   project_to_input=config.eval.project_to_input)
 
 
@@ -296,14 +290,12 @@ def predict_maps(variables, images, *, model, settings: Settings) -> dict:
 
 
 def parser_params(config, num_joints: int) -> heatmap_parser.ParserParams:
-  """The parser settings of `config.grouping` for maps of `num_joints` joints (17: the AE
-  joint order of the official code, else 0..K-1)."""
+  """The parser settings of `config.grouping` for maps of `num_joints` joints."""
   g = config.grouping
   return heatmap_parser.ParserParams(
       detection_threshold=g.detection_threshold, tag_threshold=g.tag_threshold,
       max_num_people=g.top_k, nms_kernel=g.nms_kernel, adjust=config.eval.refine == 'quarter',
-      refine=g.refine, joint_order=tuple(
-          skeleton.AE_JOINT_ORDER if num_joints == 17 else range(num_joints)))
+      refine=g.refine, joint_order=skeleton.grouping_order(num_joints))
 
 
 def parse(config, heatmaps, tags):
@@ -343,18 +335,14 @@ def encode(config, keypoints, image_hw) -> dict:
   stride = config.dataset.heatmap_stride
   sigma = config.targets.sigma
   kp = np.asarray(keypoints, np.float32)
-  k, d = config.dataset.num_joints, config.model.tag_dim
   out = {}
   for r in range(len(config.model.deconv_features) + 1):
     hw = (image_hw[0] * 2 ** r // stride, image_hw[1] * 2 ** r // stride)
-    per_person = np.asarray(heatmap_targets.render_heatmaps(
-        jnp.asarray(kp[:, None]), hw, stride / 2 ** r, sigma, radius=3.0 * sigma + 1.0))
-    heat = per_person.max(axis=0) if len(kp) else np.zeros(hw + (k,), np.float32)
+    per_person = heatmap_targets.render_heatmaps(
+        jnp.asarray(kp[:, None]), hw, stride / 2 ** r, sigma, radius=3.0 * sigma + 1.0)
+    heat, tags = heatmap_targets.person_index_maps(per_person, config.model.tag_dim)
     if r == 0:
-      owner = per_person.argmax(axis=0) if len(kp) else np.zeros(hw + (k,), np.int64)
-      tags = np.where(heat > 0, owner, 0).astype(np.float32)
-      out['heatmaps'] = heat
-      out['tags'] = np.repeat(tags[..., None], d, axis=-1).reshape(hw + (k * d,))
+      out['heatmaps'], out['tags'] = heat, tags
     else:
       out[f'heatmaps_x{2 ** r}'] = heat
   return out

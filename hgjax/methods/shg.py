@@ -16,7 +16,6 @@ import numpy as np
 
 from hgjax import decode as heatmap_decode
 from hgjax import losses
-from hgjax import skeleton
 from hgjax import targets as heatmap_targets
 from hgjax.methods import base
 from hgjax.methods import official
@@ -37,11 +36,11 @@ class Settings:
 
 def settings(config) -> Settings:
   d, lo = config.dataset, config.loss
-  flip = tuple(int(j) for j in skeleton.flip_for(d.num_joints)) if config.eval.flip_test else None
   return Settings(num_joints=d.num_joints, heatmap_size=d.image_size // d.heatmap_stride,
                   stride=d.heatmap_stride, sigma=config.targets.sigma,
                   foreground_weight=lo.foreground_weight,
-                  intermediate_supervision=lo.intermediate_supervision, flip_perm=flip)
+                  intermediate_supervision=lo.intermediate_supervision,
+                  flip_perm=base.flip_perm(config))
 
 
 def build_model(config) -> hourglass.StackedHourglass:
@@ -51,20 +50,6 @@ def build_model(config) -> hourglass.StackedHourglass:
       num_stacks=m.num_stacks, features=m.features, num_outputs=m.num_outputs, depth=m.depth,
       dtype=base.compute_dtype(config), stem_features=m.stem_features,
       scan_stacks=m.scan_stacks, remat_stacks=m.remat_stacks)
-
-
-def input_multiple(config) -> int:
-  """The stride-4 stem and `depth` 2x poolings of the hourglass."""
-  return config.dataset.heatmap_stride * 2 ** config.model.depth
-
-
-def map_stride(config) -> int:
-  return config.dataset.heatmap_stride
-
-
-def normalize_images(images):
-  """uint8 [B, H, W, 3] -> float32 in [0, 1] (the official code's input scaling)."""
-  return images.astype(jnp.float32) / 255.0
 
 
 def num_outputs(config) -> int:
@@ -96,7 +81,7 @@ def loss(outputs, targets: dict, s: Settings):
 def predict_maps(variables, images, *, model, settings: Settings) -> dict:
   """images uint8 [B, H, W, 3] -> {'heatmaps' [B, h, w, K]} of the last stack; with
   `settings.flip_perm` the mirrored image is run too and merged (flip test)."""
-  x = normalize_images(images)
+  x = base.unit_rgb(images)
   k = settings.num_joints
   heat = model.apply(variables, x, train=False)[:, -1, ..., :k]
   if settings.flip_perm is not None:
@@ -235,8 +220,9 @@ OFFICIAL = official.OfficialFormat(
 
 
 METHOD = base.Method(
-    name='shg', multi_person=False, build_model=build_model, input_multiple=input_multiple,
-    map_stride=map_stride, normalize_images=normalize_images,
+    name='shg', multi_person=False, build_model=build_model,
+    input_multiple=base.hourglass_input_multiple, map_stride=base.heatmap_stride,
+    normalize_images=base.unit_rgb,
     num_outputs=num_outputs, settings=settings, render_targets=render_targets, loss=loss,
     predict_maps=predict_maps, encode=encode, decode=decode, split_outputs=split_outputs,
     group=group, parse=parse, official=OFFICIAL)
