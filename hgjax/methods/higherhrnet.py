@@ -32,7 +32,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from hgjax import decode as heatmap_decode
 from hgjax import heatmap_parser
@@ -44,6 +43,7 @@ from hgjax.methods import base
 from hgjax.methods import official
 from hgjax.nn import hrnet
 from hgjax.nn.layers import batch_norm
+from hgjax.nn.layers import conv_transpose_2x
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -60,8 +60,7 @@ HEAD_INIT = nn.initializers.normal(0.001)
 class Deconv(nn.Module):
   """PyTorch `ConvTranspose2d(stride=2, bias=False)` with the official padding of its kernel
   size: [B, H, W, C_in] -> [B, 2H, 2W, features]. kernel [k, k, C_in, features] (PyTorch
-  (in, out, k, k) transposed), applied as a convolution of the 2x dilated input with the
-  spatially flipped kernel."""
+  (in, out, k, k) transposed), applied as `layers.conv_transpose_2x`."""
   features: int
   kernel_size: int = 4
   dtype: Any = jnp.float32
@@ -70,12 +69,12 @@ class Deconv(nn.Module):
   def __call__(self, x):
     k = self.kernel_size
     pad, out_pad = DECONV_PADDING[k]
+    if 2 * pad + 2 - k != out_pad:
+      raise ValueError(f'Deconv: kernel {k} with padding {pad}, output padding {out_pad} does '
+                       'not double the resolution')
     kernel = self.param('kernel', HEAD_INIT,
                         (k, k, x.shape[-1], self.features), jnp.float32)
-    lo, hi = k - 1 - pad, k - 1 - pad + out_pad
-    return lax.conv_general_dilated(
-        x.astype(self.dtype), kernel[::-1, ::-1].astype(self.dtype), (1, 1), ((lo, hi), (lo, hi)),
-        lhs_dilation=(2, 2), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return conv_transpose_2x(x.astype(self.dtype), kernel.astype(self.dtype), pad)
 
 
 class HigherResolutionHead(nn.Module):
