@@ -75,6 +75,7 @@ def make_config(model: str, nstack: int, batch: int, res: int, dtype: str,
   config.model.num_stacks = nstack
   config.model.dtype = dtype
   config.dataset.image_size = res
+  config.dataset.heatmap_stride = method.target_stride
   config.train.batch_size = batch
   if method.multi_person:
     config.dataset.name = 'coco'

@@ -8,6 +8,8 @@ import jax
 
 from hgjax import datasets
 from hgjax import methods
+from hgjax import paf_parser
+from hgjax import paf_targets
 
 CHOICES = {
     'dataset.name': tuple(datasets.DATASETS),
@@ -21,6 +23,9 @@ CHOICES = {
     'optimizer.pace': ('steps', 'budget'),
     'train.on_nonfinite': ('error', 'skip'),
     'eval.refine': ('none', 'quarter', 'taylor', 'dark'),
+    'targets.openpose_heatmap_mode': paf_targets.CONFIDENCE_MODES,
+    'targets.openpose_paf_mode': paf_targets.PAF_MODES,
+    'grouping.openpose_style': tuple(paf_parser.STYLES),
 }
 POSITIVE = ('dataset.image_size', 'dataset.heatmap_stride', 'dataset.max_people',
             'dataset.num_joints', 'targets.sigma', 'model.num_stacks', 'model.features',
@@ -49,9 +54,6 @@ def problems(config, device_count: int) -> list:
   if config.train.batch_size % device_count:
     out.append(f'config.train.batch_size={config.train.batch_size} is not divisible by the '
                f'{device_count} devices')
-  d = config.dataset
-  if d.heatmap_stride != 4:
-    out.append(f'config.dataset.heatmap_stride={d.heatmap_stride}: every network has stride 4')
   if config.optimizer.pace == 'budget' and not config.train.max_minutes > 0:
     out.append(f"config.optimizer.pace='budget' needs config.train.max_minutes > 0, got "
                f'{config.train.max_minutes!r}')
@@ -73,6 +75,9 @@ def _method_problems(config, method, dataset) -> list:
   """The output width and the single/multi-person match of the method and the dataset."""
   out = []
   d, kind = config.dataset, config.model.kind
+  if d.heatmap_stride != method.target_stride:
+    out.append(f'config.dataset.heatmap_stride={d.heatmap_stride} must be '
+               f'{method.target_stride} (model.kind={kind!r}: its output stride)')
   multiple = method.input_multiple(config)
   if d.image_size % multiple:
     out.append(f'config.dataset.image_size={d.image_size} must be divisible by {multiple} '

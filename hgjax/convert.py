@@ -223,13 +223,17 @@ def apply_official_layout(model: nn.Module, variables: Mapping, images_nhwc: np.
 
 
 def run_official(state_dict: Mapping, images_nhwc: np.ndarray):
-  """The official network's outputs, in the official layout (see `apply_official_layout`).
+  """The official network's outputs, in the official layout (see `apply_official_layout`; the
+  format's `outputs` arranges them as the official forward returns them: OpenPose gives (PAFs,
+  heatmaps), each [T, B, C, H/8, W/8], every stage's branch output before any activation).
 
   state_dict: PyTorch name -> array (float16 is cast to float32). images_nhwc: [B, H, W, 3]
-  float, as fed to the official forward (SHG, AE: RGB / 255; HigherHRNet: ImageNet-normalised).
+  float, as fed to the official forward (SHG, AE: RGB / 255; HigherHRNet: ImageNet-normalised;
+  OpenPose: BGR / 256 - 0.5).
   """
+  fmt, _ = official_format(_strip_wrappers(state_dict))
   model, variables = convert_state_dict(state_dict)
-  return apply_official_layout(model, variables, images_nhwc)
+  return fmt.outputs(model, apply_official_layout(model, variables, images_nhwc))
 
 
 def load_pretrained(variables: Mapping, state_dict: Mapping, model_kind: str) -> tuple:

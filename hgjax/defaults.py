@@ -40,9 +40,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.targets = t = ml_collections.ConfigDict()
   t.sigma = 1.0                  # Gaussian std in heatmap pixels
   t.convention = 'continuous'    # u = (x + 0.5) / stride - 0.5; the only one implemented
+  # OpenPose only (hgjax.paf_targets): confidence-map std in INPUT pixels (official 7); how
+  # people combine: 'max' + 'average' (the 2019 data layer) or 'sum_clip' + 'overwrite' (the
+  # CVPR'17 layer: clipped sum of Gaussians, PAF of the last person drawn); PAF half-width in
+  # grid cells (official 1).
+  t.openpose_sigma_px = 7.0
+  t.openpose_heatmap_mode = 'max'
+  t.openpose_paf_mode = 'average'
+  t.openpose_limb_width = 1.0
 
   c.model = m = ml_collections.ConfigDict()
-  m.kind = 'shg'                 # shg | ae | higherhrnet
+  m.kind = 'shg'                 # shg | ae | higherhrnet | openpose
   m.num_stacks = 8
   m.features = 256
   m.depth = 4
@@ -67,6 +75,15 @@ def get_config() -> ml_collections.ConfigDict:
   m.deconv_kernel = 4            # 4 | 3 | 2 (the official padding of each)
   m.deconv_blocks = 4            # BasicBlocks after each transposed conv
   m.deconv_cat_output = (True,)  # concatenate the previous outputs before each deconv
+  # OpenPose only (the official CVPR'17 COCO model; MPI: 28 / 16 channels, 4 stages in the
+  # official 'faster' variant). Widths of the 12 trunk convs conv1_1..conv4_2 (VGG-19),
+  # conv4_3_CPM, conv4_4_CPM (3x3, max-pools after conv1_2, conv2_2, conv3_4).
+  m.openpose_trunk_widths = (64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 256, 128)
+  m.openpose_stages = 6          # T: stage 1 + T - 1 refinement stages (7x7 convs)
+  m.openpose_stage1_widths = (128, 512)   # stage-1 branches: 3x3 conv width, 1x1 conv width
+  m.openpose_stage_widths = (128, 128)    # stages 2..T branches: 7x7 conv width, 1x1 conv width
+  m.openpose_paf_channels = 38   # 2 per limb (19 limbs of COCO-18)
+  m.openpose_heatmap_channels = 19   # parts + background (18 + 1 for COCO-18)
   # A pretrained checkpoint (.pth/.npz, e.g. the ImageNet HRNet-W32 `hrnet_w32-36af842e.pth`)
   # loaded into the tensors of the same official name when training starts from scratch;
   # '' = none. Applied after `init_checkpoint`'s absence; see hgjax.convert.load_pretrained.
@@ -89,7 +106,13 @@ def get_config() -> ml_collections.ConfigDict:
   o.momentum = 0.0
   o.b1 = 0.9
   o.b2 = 0.999
-  o.weight_decay = 0.0
+  o.weight_decay = 0.0           # adamw: decoupled; sgd: L2 on the gradient (Caffe); else unused
+  o.decay_biases = True          # weight decay on 'bias' parameters too (Caffe decay_mult 0: False)
+  # Learning-rate multipliers ((regex, factor), ...): a parameter whose name 'module/.../leaf'
+  # (e.g. 'model2_1/Mconv1_stage2_L1/kernel') contains a match of a regex (the first that
+  # matches) has its updates scaled by the factor; () = none. OpenPose: stages 2..T at 4x.
+  o.lr_multipliers = ()
+  o.bias_lr_multiplier = 1.0     # a further factor on the updates of 'bias' parameters (Caffe: 2)
   o.schedule = 'step'            # constant | step | cosine
   o.warmup_steps = 0
   o.warmup_init_factor = 0.0     # linear warm-up from this fraction of the rate (MMPose: 0.001)
@@ -139,4 +162,7 @@ def get_config() -> ml_collections.ConfigDict:
   g.refine = True                # fill missing joints (reference code step)
   g.refine_scores = True         # filled joints count in the person score (reference code)
   g.nms_kernel = 5               # HigherHRNet parser's NMS window (the AE grouping uses 3x3)
+  # OpenPose parser (hgjax.paf_parser): 'python' (the official demo's constants) or 'matlab'
+  # (the constants of the Matlab code behind the paper's COCO numbers).
+  g.openpose_style = 'python'
   return c

@@ -12,7 +12,9 @@ For each IMAGE writes `OUTDIR/<stem>.json`:
   {"joint_names": [K names], "people": [{"keypoints": [[x, y, score], ...K], "score": s}]}
 with (x, y) in original image pixels (0-based, pixel centres at integers) and the heatmap peak
 value as score (person score: mean over joints), and `OUTDIR/<stem>.png`: the image with the
-predicted skeletons drawn (and the `--bbox` box, if any).
+predicted skeletons drawn (and the `--bbox` box, if any). With `--format openpose` (multi-person
+COCO models): `OUTDIR/<stem>_keypoints.json` in the layout of `openpose --write_json` (18 parts,
+`hgjax.evaluation.openpose_json`) and `OUTDIR/<stem>_rendered.png` in the OpenPose colours.
 
 Single-person methods (Stacked Hourglass) see one square crop per image: the square of
 side max(W, H) centred on the image (the whole image, padded with black), or with `--bbox
@@ -47,6 +49,7 @@ from hgjax import train
 from hgjax import transforms
 from hgjax.evaluation import drawing
 from hgjax.evaluation import multi_person
+from hgjax.evaluation import openpose_json
 from hgjax.evaluation import single_person
 
 # Side of the square crop around a --bbox, relative to the box's longer side (the hourglass
@@ -74,6 +77,10 @@ def _define_flags(argv) -> flags.FlagValues:
                       flag_values=fv)
   flags.DEFINE_string('bbox', None, 'x,y,w,h person box in pixels (single-person models); '
                       'default: the whole image', flag_values=fv)
+  flags.DEFINE_enum('format', 'hgjax', ['hgjax', 'openpose'],
+                    "hgjax: <stem>.json + <stem>.png; openpose: <stem>_keypoints.json in the "
+                    'OpenPose --write_json layout + <stem>_rendered.png (multi-person COCO '
+                    'models)', flag_values=fv)
   flags.DEFINE_bool('help', False, 'show this help', short_name='h', flag_values=fv)
   return fv
 
@@ -280,9 +287,10 @@ def write_outputs(out_dir: Path, stem: str, image, people, scores, joint_names, 
   return json_path, png_path
 
 
-def predict_files(config, workdir, out_dir, image_paths, bbox=None) -> list:
+def predict_files(config, workdir, out_dir, image_paths, bbox=None, out_format='hgjax') -> list:
   """Runs the model of `config`/`workdir` on image files and writes the outputs (see the
-  module docstring). bbox: [4] (x, y, w, h) or None. Returns the written paths."""
+  module docstring). bbox: [4] (x, y, w, h) or None; out_format: 'hgjax' | 'openpose'.
+  Returns the written paths."""
   if not image_paths:
     raise InputError('no images given: pass one or more image files after the flags')
   paths = [Path(p) for p in image_paths]
@@ -298,6 +306,10 @@ def predict_files(config, workdir, out_dir, image_paths, bbox=None) -> list:
   if bbox is not None and method.multi_person:
     raise InputError(f'--bbox applies to single-person models; config.model.kind='
                      f'{config.model.kind!r} finds every person in the whole image')
+  if out_format == 'openpose' and not (method.multi_person and config.dataset.num_joints == 17):
+    raise InputError(f'--format=openpose writes COCO-18 people: it needs a multi-person model '
+                     f'of 17 COCO joints, not model.kind={config.model.kind!r} with '
+                     f'dataset.num_joints={config.dataset.num_joints}')
   config_check.validate(config)
   out_dir = Path(out_dir)
   names = skeleton.joint_names(config.dataset.num_joints)
@@ -324,6 +336,10 @@ def predict_files(config, workdir, out_dir, image_paths, bbox=None) -> list:
     else:
       results = [predict_multi_person(config, method, model, variables, im) for im in images]
     for p, im, (people, scores) in zip(batch, images, results, strict=True):
+      if out_format == 'openpose':
+        written += openpose_json.write_openpose(out_dir, p.stem, im, people)
+        print(f'{p}: {len(people)} person(s) -> {out_dir / p.stem}_keypoints.json', flush=True)
+        continue
       written += write_outputs(out_dir, p.stem, im, people, scores, names, bbox)
       print(f'{p}: {len(people)} person(s) -> {out_dir / p.stem}.json, .png', flush=True)
   return written
@@ -358,7 +374,7 @@ def main(argv) -> list:
   except OSError as e:
     raise InputError(f'--config: {e}') from None
   bbox = None if fv.bbox is None else parse_bbox(fv.bbox)
-  return predict_files(config, fv.workdir, fv.out, positional, bbox)
+  return predict_files(config, fv.workdir, fv.out, positional, bbox, fv.format)
 
 
 if __name__ == '__main__':

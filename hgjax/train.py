@@ -4,6 +4,7 @@
 
 import dataclasses
 import functools
+import re
 import signal
 import time
 from pathlib import Path
@@ -70,11 +71,49 @@ def schedule_step(step: int, seconds: float, config) -> int:
   return min(num_steps, max(step, int(seconds / budget_s * num_steps)))
 
 
+def _path_name(path) -> str:
+  """A pytree key path as 'module/.../leaf' (e.g. 'model2_1/Mconv1_stage2_L1/kernel')."""
+  return '/'.join(str(getattr(k, 'key', k)) for k in path)
+
+
+def _is_bias(path) -> bool:
+  return _path_name(path).rsplit('/', 1)[-1] == 'bias'
+
+
+def lr_multiplier(config, path) -> float:
+  """The factor on the updates of the parameter at `path` (`optimizer.lr_multipliers`, the
+  first regex that `re.search` finds in its name, times `optimizer.bias_lr_multiplier` for a
+  bias): Caffe's per-layer `lr_mult`."""
+  o = config.optimizer
+  name = _path_name(path)
+  factor = next((float(f) for pattern, f in o.lr_multipliers if re.search(pattern, name)), 1.0)
+  return factor * (o.bias_lr_multiplier if _is_bias(path) else 1.0)
+
+
+def scale_by_multipliers(config) -> optax.GradientTransformation:
+  """Stateless: every parameter's updates times its `lr_multiplier`."""
+
+  def update(updates, state, params=None):
+    del params
+    return jax.tree_util.tree_map_with_path(
+        lambda path, u: u * lr_multiplier(config, path), updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(config) -> optax.GradientTransformation:
   """The optax optimiser of `config.optimizer`. With `pace='budget'` it has unit learning rate
-  and `train_step` scales its updates by the schedule at `schedule_step` (given by the loop)."""
+  and `train_step` scales its updates by the schedule at `schedule_step` (given by the loop).
+
+  Weight decay: adamw's decoupled decay; sgd: L2 added to the gradient before the momentum
+  (Caffe's SGD); without `decay_biases` not on 'bias' parameters. Learning-rate multipliers
+  (`lr_multipliers`, `bias_lr_multiplier`) scale the final updates (for sgd, exactly Caffe's
+  lr_mult with a constant rate). Transforms that are off are not added, so the optimiser state
+  of existing configs is unchanged."""
   o = config.optimizer
   lr = 1.0 if paced_by_budget(config) else make_schedule(config)
+  decay_mask = None if o.decay_biases else (
+      lambda params: jax.tree_util.tree_map_with_path(lambda p, _: not _is_bias(p), params))
   if o.name == 'rmsprop':
     # eps outside the square root, as in Torch7 and PyTorch RMSprop.
     tx = optax.rmsprop(lr, decay=o.rmsprop_decay, eps=o.eps, momentum=o.momentum or None,
@@ -82,11 +121,16 @@ def make_optimizer(config) -> optax.GradientTransformation:
   elif o.name == 'adam':
     tx = optax.adam(lr, b1=o.b1, b2=o.b2, eps=o.eps)
   elif o.name == 'adamw':
-    tx = optax.adamw(lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
+    tx = optax.adamw(lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay,
+                     mask=decay_mask)
   elif o.name == 'sgd':
     tx = optax.sgd(lr, momentum=o.momentum or None)
+    if o.weight_decay > 0:
+      tx = optax.chain(optax.add_decayed_weights(o.weight_decay, decay_mask), tx)
   else:
     raise ValueError(f'config.optimizer.name={o.name!r}')
+  if o.lr_multipliers or o.bias_lr_multiplier != 1.0:
+    tx = optax.chain(tx, scale_by_multipliers(config))
   if o.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(o.grad_clip_norm), tx)
   return tx

@@ -157,8 +157,8 @@ def test_api_parse_heatmaps_takes_the_official_layouts():
   assert len(people) == 3
   one, _ = api.parse_heatmaps(heat[:16], None, 'shg')
   assert one.shape == (1, 16, 3)
-  with pytest.raises(ValueError, match="model kind 'openpose' is not one of 'shg', 'ae'"):
-    api.parse_heatmaps(heat, tags, 'openpose')
+  with pytest.raises(ValueError, match="model kind 'pose' is not one of 'shg', 'ae'"):
+    api.parse_heatmaps(heat, tags, 'pose')
 
 
 def test_method_table_entries_are_complete():

@@ -151,6 +151,41 @@ def test_multi_person_model_outputs(shared_data, tmp_path):
                      overrides=TINY_AE))
 
 
+def test_openpose_format_writes_the_documented_layout(shared_data, tmp_path):
+  """--format openpose: <stem>_keypoints.json as `openpose --write_json` (version 1.3, 18 parts
+  flat x, y, c, missing 0, 0, 0, the other arrays empty) with the people of the hgjax format."""
+  save_random_checkpoint(tiny_config(TINY_AE), tmp_path / 'ae')
+  image_path = shared_data / 'mmpose/tests/data/coco/000000197388.jpg'   # 640x392
+  plain = predict.main(cli(tmp_path / 'ae', tmp_path / 'plain', image_path, overrides=TINY_AE))
+  written = predict.main(cli(tmp_path / 'ae', tmp_path / 'op', '--format=openpose', image_path,
+                             overrides=TINY_AE))
+  assert written == [tmp_path / 'op' / '000000197388_keypoints.json',
+                     tmp_path / 'op' / '000000197388_rendered.png']
+  record = json.loads(written[0].read_text())
+  assert set(record) == {'version', 'people'} and record['version'] == 1.3
+  people17 = [np.array(p['keypoints']) for p in json.loads(plain[0].read_text())['people']]
+  assert len(record['people']) == len(people17) >= 1
+  empty = ('face_keypoints_2d', 'hand_left_keypoints_2d', 'hand_right_keypoints_2d',
+           'pose_keypoints_3d', 'face_keypoints_3d', 'hand_left_keypoints_3d',
+           'hand_right_keypoints_3d')
+  coco18_from_17 = (0, None, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
+  for person, kp17 in zip(record['people'], people17, strict=True):
+    assert person['person_id'] == [-1]
+    assert all(person[name] == [] for name in empty)
+    kp = np.array(person['pose_keypoints_2d']).reshape(18, 3)
+    for part, src in enumerate(coco18_from_17):
+      if src is None:                  # the neck: mean of the shoulders, the smaller score
+        found = kp17[5, 2] > 0 and kp17[6, 2] > 0
+        want = ([*(kp17[5, :2] + kp17[6, :2]) / 2, min(kp17[5, 2], kp17[6, 2])] if found
+                else [0, 0, 0])
+      else:
+        want = kp17[src] if kp17[src, 2] > 0 else [0, 0, 0]
+      np.testing.assert_allclose(kp[part], want, atol=0.02)
+  assert cv2.imread(str(written[1])).shape == (392, 640, 3)
+  with pytest.raises(predict.InputError, match='--format=openpose writes COCO-18 people'):
+    predict.main(cli(tmp_path / 'ae', tmp_path / 'x', '--format=openpose', image_path))
+
+
 @pytest.mark.parametrize('center,side', [((319.5, 212.0), 640.0),    # whole image, 10x
                                          ((301.0, 215.0), 73.0),     # no pre-resize
                                          ((330.3, 190.7), 187.5)])   # pre-resize, 2.9x

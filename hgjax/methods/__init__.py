@@ -6,6 +6,7 @@ This is the only place in `hgjax/` that looks at `config.model.kind`: everything
 
 from hgjax.methods import ae
 from hgjax.methods import higherhrnet
+from hgjax.methods import openpose
 from hgjax.methods import shg
 from hgjax.methods.base import Method
 
@@ -13,6 +14,7 @@ METHODS: dict[str, Method] = {
     'shg': shg.METHOD,
     'ae': ae.METHOD,
     'higherhrnet': higherhrnet.METHOD,
+    'openpose': openpose.METHOD,
 }
 
 

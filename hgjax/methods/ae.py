@@ -234,7 +234,7 @@ OFFICIAL = official.OfficialFormat(
 
 
 METHOD = base.Method(
-    name='ae', multi_person=True, build_model=build_model,
+    name='ae', multi_person=True, target_stride=4, build_model=build_model,
     input_multiple=base.hourglass_input_multiple, map_stride=base.heatmap_stride,
     normalize_images=base.unit_rgb,
     num_outputs=num_outputs, settings=settings, render_targets=render_targets, loss=loss,

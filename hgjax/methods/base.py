@@ -32,6 +32,9 @@ class Method:
   name: the `config.model.kind` that selects it.
   multi_person: True for bottom-up methods (whole images, COCO-style evaluation, grouping),
     False for single-person ones (person crops, PCKh).
+  target_stride: input pixels per pixel of the training targets and masks (the network's
+    output stride; `config.dataset.heatmap_stride` must equal it): 4 for SHG, AE and
+    HigherHRNet's 1/4 grid, 8 for OpenPose.
   build_model(config) -> flax.linen.Module with `init(rng, images, train=False)` and
     `apply(variables, images, train=...)`: images float32 [B, H, W, 3] as returned by
     `normalize_images`; outputs float32 [B, S, h, w, C] (S supervised stages at one
@@ -68,6 +71,7 @@ class Method:
   """
   name: str
   multi_person: bool
+  target_stride: int
   build_model: Callable[..., Any]
   input_multiple: Callable[..., int]
   map_stride: Callable[..., int]

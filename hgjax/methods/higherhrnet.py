@@ -450,7 +450,7 @@ OFFICIAL = official.OfficialFormat(
 
 
 METHOD = base.Method(
-    name='higherhrnet', multi_person=True, build_model=build_model,
+    name='higherhrnet', multi_person=True, target_stride=4, build_model=build_model,
     input_multiple=input_multiple, map_stride=map_stride, normalize_images=normalize_images,
     num_outputs=num_outputs, settings=settings, render_targets=render_targets, loss=loss,
     predict_maps=predict_maps, encode=encode, decode=decode, split_outputs=split_outputs,

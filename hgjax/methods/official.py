@@ -47,6 +47,9 @@ class OfficialFormat:
   probe_size(arch) -> the smallest square input side the network of `arch` takes.
   transposed(name) -> bool: the tensor is a transposed convolution's weight, PyTorch layout
     (in, out, kH, kW) (hgjax: [kH, kW, in, out]) instead of (out, in, kH, kW).
+  outputs(model, out) -> what the official forward returns, from the outputs of
+    `hgjax.convert.apply_official_layout` (default: `out` itself; OpenPose: the stacked stages
+    split into its two branches).
   """
   matches: Callable[[Mapping], bool]
   infer_architecture: Callable[[Mapping], dict]
@@ -59,6 +62,7 @@ class OfficialFormat:
   canonical: Callable[[Mapping], Mapping] = dict
   probe_size: Callable[[Mapping], int] = lambda arch: 4 * 2 ** arch['depth']
   transposed: Callable[[str], bool] = lambda name: False
+  outputs: Callable[[object, object], object] = lambda model, out: out
 
 
 def rename_top(modules: list, table, what: str) -> list:

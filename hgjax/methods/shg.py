@@ -220,7 +220,7 @@ OFFICIAL = official.OfficialFormat(
 
 
 METHOD = base.Method(
-    name='shg', multi_person=False, build_model=build_model,
+    name='shg', multi_person=False, target_stride=4, build_model=build_model,
     input_multiple=base.hourglass_input_multiple, map_stride=base.heatmap_stride,
     normalize_images=base.unit_rgb,
     num_outputs=num_outputs, settings=settings, render_targets=render_targets, loss=loss,
