@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PEER = REPO.parent / 'shared' / 'tools' / 'torch_peer.py'
 DEFAULT_PEER_PYTHON = Path('/work/torchvenv/bin/python')
 # The networks shared/tools/torch_peer.py has, by its own names (its `--model`).
-TORCH_PEER_MODELS = {'shg': 'shg', 'higherhrnet': 'hhr'}
+TORCH_PEER_MODELS = {'shg': 'shg', 'higherhrnet': 'hhr', 'openpose': 'openpose'}
 
 
 def peak_rss_mib() -> float:

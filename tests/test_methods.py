@@ -166,8 +166,9 @@ def test_method_table_entries_are_complete():
   for kind, method in methods.METHODS.items():
     assert method.name == kind
     for name in fields:
-      if name not in ('name', 'multi_person', 'official'):
+      if name not in ('name', 'multi_person', 'target_stride', 'official'):
         assert callable(getattr(method, name)), (kind, name)
+    assert method.target_stride in (4, 8), kind
   config = _ae_config()
   assert methods.method_for(config) is ae.METHOD
   config.model.kind = 'pose'

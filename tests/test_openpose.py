@@ -307,12 +307,17 @@ def test_split_outputs_takes_pafs_then_heatmaps():
   np.testing.assert_array_equal(split['pafs'][0, 0], np.arange(38.0))
   np.testing.assert_array_equal(split['heatmaps'][0, 0], np.arange(38.0, 57.0))
   assert openpose.num_outputs(config) == 57
-  assert openpose.input_multiple(config) == openpose.map_stride(config) == 8
+  assert openpose.input_multiple(config) == 8
+  assert openpose.map_stride(config) == 1          # eval.project_to_input: maps at image size
+  config.eval.project_to_input = False
+  assert openpose.map_stride(config) == 8
 
 
 def test_loss_is_the_caffe_euclidean_loss_of_all_stages_and_branches():
   """Sum over stages and branches of sum((w * pred - w * gt)^2) / (2 B), B = 2."""
-  s = openpose.Settings(paf_channels=2, heatmap_channels=1, stride=8, grid_size=2)
+  s = openpose.Settings(paf_channels=2, heatmap_channels=1, stride=8, grid_size=2, sigma_px=7.0,
+                        heatmap_mode='max', paf_mode='average', limb_width=1.0, flip=False,
+                        project_to_input=False)
   rng = np.random.default_rng(0)
   targets = {'pafs': jnp.asarray(rng.uniform(-1, 1, (2, 2, 2, 2)), jnp.float32),
              'heatmaps': jnp.asarray(rng.uniform(0, 1, (2, 2, 2, 1)), jnp.float32),

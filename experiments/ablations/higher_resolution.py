@@ -55,7 +55,7 @@ def main(argv=None):
                          minutes_help='training-time budget of every run (train.max_minutes)')
   args = p.parse_args(argv)
   overrides = {'train.num_steps': args.steps, 'train.max_minutes': args.minutes,
-               'train.eval_every': 500, 'train.checkpoint_every': 500}
+               'train.eval_every': 1000, 'train.checkpoint_every': 1000}
   overrides.update(sweep.parse_sets(args.set))
   base = api.load_config(BASE, overrides)
   out = Path(args.out)
