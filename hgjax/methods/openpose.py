@@ -178,6 +178,15 @@ def parse(config, heatmaps, pafs):
                           style=config.grouping.openpose_style)
 
 
+def _best_coco17(config, heat, pafs):
+  """`parse` on maps at image resolution -> (people [N, 17, 3] float64 in map pixels, neck
+  dropped, scores [N]), best first, at most config.grouping.max_people."""
+  people18, scores = parse(config, heat, pafs)
+  people = paf_targets.coco18_to_17(people18).astype(np.float64)
+  best = np.argsort(-scores, kind='stable')[:config.grouping.max_people]
+  return people[best], scores[best]
+
+
 def group(config, maps: dict):
   """{'heatmaps' [H, W, 19], 'pafs' [H, W, 38]} of one image at `map_stride` -> (people
   [N, 17, 3] (u, v, score) in map pixels, COCO-17 order (neck dropped; missing joints score 0),
@@ -191,12 +200,10 @@ def group(config, maps: dict):
     hw = (heat.shape[0] * stride, heat.shape[1] * stride)
     heat = np.asarray(resize_maps(heat[None], hw)[0])
     pafs = np.asarray(resize_maps(pafs[None], hw)[0])
-  people18, scores = parse(config, heat, pafs)
-  people = paf_targets.coco18_to_17(people18).astype(np.float64)
+  people, scores = _best_coco17(config, heat, pafs)
   if stride != 1:
     people[..., :2] = (people[..., :2] + 0.5) / stride - 0.5
-  best = np.argsort(-scores, kind='stable')[:config.grouping.max_people]
-  return people[best], scores[best]
+  return people, scores
 
 
 def encode(config, keypoints, image_hw) -> dict:
@@ -214,10 +221,7 @@ def decode(config, maps: dict, image_hw):
   hw = tuple(int(n) for n in image_hw)
   heat = np.asarray(resize_maps(jnp.asarray(maps['heatmaps'], jnp.float32)[None], hw)[0])
   pafs = np.asarray(resize_maps(jnp.asarray(maps['pafs'], jnp.float32)[None], hw)[0])
-  people18, scores = parse(config, heat, pafs)
-  people = paf_targets.coco18_to_17(people18).astype(np.float64)
-  best = np.argsort(-scores, kind='stable')[:config.grouping.max_people]
-  return people[best], scores[best]
+  return _best_coco17(config, heat, pafs)
 
 
 # --- official checkpoints: the converted CVPR'17 Caffe model in the PyTorch naming of
